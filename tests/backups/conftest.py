@@ -1,0 +1,142 @@
+"""Fixtures of the backup tests: the backup script run exactly as the
+CronJobs run it (a subprocess configured by environment), a real
+Pushgateway and an S3-compatible server (moto) on free loopback ports."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+
+import psycopg
+import pytest
+
+from backup_helpers import sql
+from lib.servers import _wait_port, free_port
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FILES = os.path.join(ROOT, "roles", "backups", "files")
+SCRIPT = os.path.join(FILES, "skx_backup.py")
+VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+
+
+class BackupRun:
+    """Result of one run of the backup script."""
+
+    def __init__(self, proc):
+        self.returncode = proc.returncode
+        self.output = proc.stdout
+        self.result = None
+        for line in proc.stdout.splitlines():
+            if line.startswith("SKX_RESULT "):
+                self.result = json.loads(line[len("SKX_RESULT "):])
+
+    def __repr__(self):
+        return f"BackupRun(rc={self.returncode}, output=\n{self.output})"
+
+
+@pytest.fixture
+def backup_dir(tmp_path):
+    path = tmp_path / "backups"
+    path.mkdir()
+    return str(path)
+
+
+@pytest.fixture
+def run_backup(postgres_server, redis_server, backup_dir, tmp_path):
+    """Run skx_backup.py with the environment a CronJob gives it: libpq
+    variables, credentials as files (as mounted from the Secrets)."""
+    creds = tmp_path / "pg-credentials"
+    creds.mkdir()
+    (creds / "username").write_text(postgres_server.superuser)
+    (creds / "password").write_text(postgres_server.password)
+    redis_pw = tmp_path / "redis-auth"
+    redis_pw.mkdir()
+    (redis_pw / "password").write_text(redis_server.password + "\n")
+
+    def run(*args, env=None, timeout=120):
+        full_env = {
+            "PATH": os.environ["PATH"], "HOME": str(tmp_path), "LANG": "C.UTF-8",
+            "PGHOST": postgres_server.host, "PGPORT": str(postgres_server.port),
+            "SKX_PG_CREDENTIALS_DIR": str(creds),
+            "REDIS_HOST": redis_server.host, "REDIS_PORT": str(redis_server.port),
+            "REDIS_PASSWORD_FILE": str(redis_pw / "password"),
+            "SKX_BACKUP_DIR": backup_dir, "SKX_BACKUP_RETENTION_DAYS": "7",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        full_env.update(env or {})
+        proc = subprocess.run([sys.executable, SCRIPT, *args], env=full_env, timeout=timeout,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return BackupRun(proc)
+
+    return run
+
+
+@pytest.fixture
+def tenant_db(postgres_server):
+    """A database shaped like a tenant's: its own owner role, connect
+    privilege revoked from PUBLIC, tables with timestamps and a sequence."""
+    suffix = uuid.uuid4().hex[:8]
+    name = f"t{suffix}_db"
+    owner = f"t{suffix}_user"
+    sql(postgres_server, "postgres", f"CREATE ROLE {owner} LOGIN PASSWORD 'pw-{suffix}'")
+    sql(postgres_server, "postgres", f"CREATE DATABASE {name} OWNER {owner} CONNECTION LIMIT 20")
+    sql(postgres_server, "postgres", f"REVOKE ALL ON DATABASE {name} FROM PUBLIC")
+    sql(postgres_server, "postgres", f"GRANT CONNECT, TEMPORARY ON DATABASE {name} TO {owner}")
+    sql(postgres_server, "postgres", f"ALTER DATABASE {name} SET statement_timeout TO '30s'")
+    with psycopg.connect(postgres_server.dsn(name, owner, f"pw-{suffix}"), autocommit=True) as conn:
+        conn.execute("CREATE TABLE pages (id serial PRIMARY KEY, slug text UNIQUE NOT NULL, "
+                     "body text, updated_at timestamptz NOT NULL DEFAULT now())")
+        conn.execute("CREATE TABLE assets (id bigserial PRIMARY KEY, page_id int REFERENCES pages, "
+                     "name text, size int, created date)")
+        conn.execute("CREATE TABLE empty_log (id int, at timestamp)")
+        conn.execute("INSERT INTO pages (slug, body, updated_at) SELECT 'p' || g, repeat('x', g), "
+                     "timestamptz '2026-11-01 00:00:00+00' + g * interval '1 hour' "
+                     "FROM generate_series(1, 120) g")
+        conn.execute("INSERT INTO assets (page_id, name, size, created) SELECT 1 + g % 120, "
+                     "'f' || g || '.png', g * 10, date '2026-10-01' + g % 30 "
+                     "FROM generate_series(1, 300) g")
+    yield {"name": name, "owner": owner, "password": f"pw-{suffix}"}
+    rows = sql(postgres_server, "postgres",
+               "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"t{suffix}_db%",))
+    for (db,) in rows:
+        sql(postgres_server, "postgres", f'DROP DATABASE "{db}" WITH (FORCE)')
+    sql(postgres_server, "postgres", f"DROP ROLE {owner}")
+
+
+def _serve(cmd, port, log_path):
+    log = open(log_path, "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_port(port, timeout=60)
+    except TimeoutError:
+        proc.kill()
+        raise
+    return proc
+
+
+@pytest.fixture(scope="session")
+def pushgateway(tmp_path_factory):
+    """The Debian Pushgateway (apt-get install prometheus-pushgateway)."""
+    binary = shutil.which("prometheus-pushgateway")
+    if not binary:
+        pytest.fail("prometheus-pushgateway not found: apt-get install -y prometheus-pushgateway")
+    port = free_port()
+    proc = _serve([binary, f"--web.listen-address=127.0.0.1:{port}"], port,
+                  tmp_path_factory.mktemp("pushgateway") / "log")
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(30)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's S3-compatible server from the virtualenv."""
+    port = free_port()
+    proc = _serve([os.path.join(VENV_BIN, "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                  port, tmp_path_factory.mktemp("moto") / "log")
+    time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(30)
