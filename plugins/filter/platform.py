@@ -1,0 +1,118 @@
+# Copyright: SuperKuberneteX platform team
+# Apache License 2.0 (see LICENSE)
+"""Filters deriving every per-instance fact from the one instances list."""
+
+from __future__ import annotations
+
+import re
+
+from ansible.errors import AnsibleFilterError
+
+DOCUMENTATION = r"""
+name: instances
+short_description: Resolve the tenant instances list with every derived field
+description:
+  - Takes C(platform_instances) and returns one dict per instance with the
+    defaults filled in (host, namespace, database, sizes), so that every role
+    derives names from the same place.
+  - Fails with a message naming the variable on an invalid name, an unknown
+    field, a duplicate name or a duplicate host.
+positional: domain, namespace_prefix
+options:
+  _input:
+    description: The C(platform_instances) list.
+    type: list
+    elements: dict
+    required: true
+  domain:
+    description: The base domain (C(platform_domain)).
+    type: str
+    required: true
+  namespace_prefix:
+    description: Prefix of the instance namespaces.
+    type: str
+    default: skx-
+"""
+
+NAME_RE = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")
+HOST_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+DEFAULTS = {
+    "state": "present",
+    "replicas_min": 2,
+    "replicas_max": 5,
+    "storage_size": "1Gi",
+    "db_connection_limit": 20,
+    "delete_data": False,
+}
+FIELDS = {"name", "host"} | set(DEFAULTS)
+
+
+def _default_host(name, domain):
+    match = re.fullmatch(r"instance(\d+)", name)
+    return f"inst{match.group(1)}.{domain}" if match else f"{name}.{domain}"
+
+
+def resolve_instances(instances, domain, namespace_prefix="skx-"):
+    var = "platform_instances"
+    if not isinstance(instances, list):
+        raise AnsibleFilterError(f"{var} must be a list of dicts, got {type(instances).__name__}")
+    resolved, names, hosts = [], set(), set()
+    for idx, entry in enumerate(instances):
+        where = f"{var}[{idx}]"
+        if not isinstance(entry, dict):
+            raise AnsibleFilterError(f"{where} must be a dict with at least a 'name', got {entry!r}")
+        unknown = sorted(set(entry) - FIELDS)
+        if unknown:
+            raise AnsibleFilterError(
+                f"{where} has unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(FIELDS))}")
+        name = entry.get("name")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise AnsibleFilterError(
+                f"{where}.name must be a DNS label of 1-32 lowercase letters, digits or '-', "
+                f"starting with a letter; got {name!r}")
+        if name in names:
+            raise AnsibleFilterError(f"{where}.name {name!r} is used twice; instance names must be unique")
+        names.add(name)
+        item = dict(DEFAULTS)
+        item.update(entry)
+        item["host"] = str(item.get("host") or _default_host(name, domain)).lower()
+        if not HOST_RE.match(item["host"]):
+            raise AnsibleFilterError(f"{where}.host must be a DNS name, got {item['host']!r}")
+        if item["host"] in hosts:
+            raise AnsibleFilterError(f"{where}.host {item['host']!r} is used by another instance")
+        hosts.add(item["host"])
+        if item["state"] not in ("present", "absent"):
+            raise AnsibleFilterError(f"{where}.state must be 'present' or 'absent', got {item['state']!r}")
+        for key in ("replicas_min", "replicas_max", "db_connection_limit"):
+            if isinstance(item[key], bool) or not isinstance(item[key], int) or item[key] < 1:
+                raise AnsibleFilterError(f"{where}.{key} must be a positive integer, got {item[key]!r}")
+        if item["replicas_min"] > item["replicas_max"]:
+            raise AnsibleFilterError(
+                f"{where}.replicas_min ({item['replicas_min']}) must not exceed replicas_max ({item['replicas_max']})")
+        if not isinstance(item["storage_size"], str) or not re.fullmatch(r"\d+(Mi|Gi|Ti)", item["storage_size"]):
+            raise AnsibleFilterError(f"{where}.storage_size must be a quantity like '1Gi', got {item['storage_size']!r}")
+        if not isinstance(item["delete_data"], bool):
+            raise AnsibleFilterError(f"{where}.delete_data must be true or false, got {item['delete_data']!r}")
+        item["namespace"] = f"{namespace_prefix}{name}"
+        item["database"] = f"{name.replace('-', '_')}_db"
+        resolved.append(item)
+    return resolved
+
+
+def check_hosts(hosts):
+    """Fail when two services share a host name: the ingress would route one of them nowhere."""
+    seen = {}
+    for service, host in hosts.items():
+        if not isinstance(host, str) or not HOST_RE.match(host.lower()):
+            raise AnsibleFilterError(f"platform_hosts.{service} must be a DNS name, got {host!r}")
+        if host.lower() in seen:
+            raise AnsibleFilterError(
+                f"host {host!r} is used by both {seen[host.lower()]} and {service}; every service needs its own host")
+        seen[host.lower()] = service
+    return hosts
+
+
+class FilterModule:
+    def filters(self):
+        return {"instances": resolve_instances, "check_hosts": check_hosts}
