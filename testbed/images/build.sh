@@ -1,0 +1,118 @@
+# Image builder: one definition file per image in testbed/images/defs/NAME.sh.
+#
+# A definition is a bash fragment that sets:
+#   REF          image reference, e.g. docker.io/library/redis:7.0
+#   KIND         debian  (root filesystem from Debian packages via mmdebstrap)
+#                static  (static Go binaries on a minimal base: passwd, CA bundle, /tmp)
+#   PACKAGES     (debian) Debian packages to install, space separated
+#   USERS        (debian) "name:uid:gid:home" entries created before packages are installed
+#   CUSTOMIZE    (debian) shell run after install with the root fs as $1 (mmdebstrap customize hook)
+#   NEEDS        (static) build function(s) from lib/components.sh to run first
+#   ADD=( "SRC:DEST[:MODE]" ... )  files; SRC relative to testbed/images/files or absolute ($SKX_CACHE/bin/...)
+#   SYMLINKS=( "TARGET:DEST" ... ), DIRS=( "DEST[:MODE[:UID]]" ... )
+#   ENTRYPOINT / CMD (JSON lists), ENV=( "K=V" ... ), PORTS="5432/tcp ...", USER, WORKDIR, VOLUMES, STOP_SIGNAL
+# The archive is cached as $SKX_CACHE/images/<name>-<hash of definition+files+binaries>.tar.
+
+IMAGES_DIR="$TESTBED_DIR/images"
+DEBIAN_SUITE=bookworm
+
+_debian_sources() {
+  if [ -f /etc/apt/sources.list.d/debian.sources ]; then echo /etc/apt/sources.list.d/debian.sources
+  else echo "http://deb.debian.org/debian"; fi
+}
+
+# _image_vars DEF: reset and source a definition in the current (sub)shell
+_image_load() {
+  REF="" KIND="" PACKAGES="" USERS="" CUSTOMIZE="" NEEDS="" ENTRYPOINT="" CMD="" PORTS="" USER="" WORKDIR=""
+  VOLUMES="" STOP_SIGNAL="" ADD=() SYMLINKS=() DIRS=() ENV=()
+  # shellcheck disable=SC1090
+  . "$1"
+}
+
+_image_key() { # def -> hash of definition, referenced files and binaries
+  local def=$1 a src
+  {
+    cat "$def" "$IMAGES_DIR/mkimage.py"
+    echo "$DEBIAN_SUITE"
+    for a in "${ADD[@]}"; do
+      src=${a%%:*}; [ "${src#/}" = "$src" ] && src="$IMAGES_DIR/files/$src"
+      sha256sum "$src" 2>/dev/null || echo "missing $src"
+    done
+  } | sha256sum | cut -c1-16
+}
+
+image_tar() { # def -> path of the cached archive (may not exist yet)
+  local def=$1 name; name=$(basename "$def" .sh)
+  ( _image_load "$def"; echo "$SKX_CACHE/images/$name-$(_image_key "$def").tar" )
+}
+
+build_image() { # def
+  local def=$1 name out; name=$(basename "$def" .sh)
+  _image_load "$def"
+  local n; for n in $NEEDS; do "$n"; done
+  out="$SKX_CACHE/images/$name-$(_image_key "$def").tar"
+  [ -f "$out" ] && return 0
+  mkdir -p "$SKX_CACHE/images/work"
+  log "building image $REF ($KIND)"
+  local args=(--ref "$REF" --out "$out") layer="" a src
+  if [ "$KIND" = debian ]; then
+    layer="$SKX_CACHE/images/work/$name-rootfs.tar"
+    local hook_users="" u uname uid gid home
+    for u in $USERS; do
+      IFS=: read -r uname uid gid home <<<"$u"
+      hook_users+="echo '$uname:x:$uid:$gid::$home:/usr/sbin/nologin' >> \"\$1/etc/passwd\"; "
+      hook_users+="echo '$uname:x:$gid:' >> \"\$1/etc/group\"; "
+      hook_users+="if [ -f \"\$1/etc/shadow\" ]; then echo '$uname:*:19000:0:99999:7:::' >> \"\$1/etc/shadow\"; fi; "
+    done
+    local mm=(mmdebstrap --quiet --variant=essential --include="${PACKAGES// /,}"
+      --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*'
+      --dpkgopt='path-include=/usr/share/doc/*/copyright' --dpkgopt='path-exclude=/usr/share/locale/*'
+      --dpkgopt='path-exclude=/usr/share/info/*'
+      --customize-hook='rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/* "$1"/var/log/*.log "$1"/var/cache/debconf/*-old')
+    [ -n "$hook_users" ] && mm+=(--essential-hook="$hook_users")
+    [ -n "$CUSTOMIZE" ] && mm+=(--customize-hook="$CUSTOMIZE")
+    mm+=("$DEBIAN_SUITE" "$layer" "$(_debian_sources)")
+    retry 3 nice -n 10 "${mm[@]}" >"$SKX_CACHE/images/work/$name.log" 2>&1 \
+      || { tail -30 "$SKX_CACHE/images/work/$name.log" >&2; die "mmdebstrap for $REF failed"; }
+    args+=(--layer "$layer")
+  elif [ "$KIND" = static ]; then
+    local base="$SKX_CACHE/images/work/static-base"
+    mkdir -p "$base"
+    printf 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n' > "$base/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\n' > "$base/group"
+    printf 'hosts: files dns\n' > "$base/nsswitch.conf"
+    args+=(--add "$base/passwd:/etc/passwd:0644" --add "$base/group:/etc/group:0644"
+      --add "$base/nsswitch.conf:/etc/nsswitch.conf:0644"
+      --add "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:0644"
+      --dir "/tmp:1777" --dir "/etc/ssl/certs")
+  else
+    die "unknown KIND '$KIND' in $def"
+  fi
+  for a in "${ADD[@]}"; do
+    src=${a%%:*}; [ "${src#/}" = "$src" ] && a="$IMAGES_DIR/files/$a"
+    args+=(--add "$a")
+  done
+  for a in "${SYMLINKS[@]}"; do args+=(--symlink "$a"); done
+  for a in "${DIRS[@]}"; do args+=(--dir "$a"); done
+  for a in "${ENV[@]}"; do args+=(--env "$a"); done
+  for a in $PORTS; do args+=(--port "$a"); done
+  for a in $VOLUMES; do args+=(--volume "$a"); done
+  [ -n "$ENTRYPOINT" ] && args+=(--entrypoint "$ENTRYPOINT")
+  [ -n "$CMD" ] && args+=(--cmd "$CMD")
+  [ -n "$USER" ] && args+=(--user "$USER")
+  [ -n "$WORKDIR" ] && args+=(--workdir "$WORKDIR")
+  [ -n "$STOP_SIGNAL" ] && args+=(--stop-signal "$STOP_SIGNAL")
+  python3 "$IMAGES_DIR/mkimage.py" "${args[@]}" --label "org.opencontainers.image.source=superkubernetex testbed" \
+    || die "packing $REF failed"
+  rm -f "$layer"
+  # drop archives of older definitions of this image
+  find "$SKX_CACHE/images" -maxdepth 1 -name "$name-*.tar" ! -path "$out" -delete
+}
+
+image_defs() { ls "$IMAGES_DIR"/defs/*.sh; }
+
+build_images() { # [def...]; default: all definitions
+  local d defs=("$@")
+  [ "${#defs[@]}" -eq 0 ] && mapfile -t defs < <(image_defs)
+  for d in "${defs[@]}"; do ( build_image "$d" ) || return 1; done
+}

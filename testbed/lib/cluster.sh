@@ -1,0 +1,255 @@
+# Steps of testbed/up after the builds.
+
+bin_k8s() { echo "$SKX_CACHE/bin/kubernetes-$K8S_VERSION/$1"; }
+
+build_all() {
+  . "$TESTBED_DIR/images/build.sh"
+  # Debian image root filesystems are mostly download/dpkg work: build them next to the Go builds.
+  local deb_defs=() static_defs=() d
+  for d in $(image_defs); do
+    if grep -q '^KIND=debian' "$d"; then deb_defs+=("$d"); else static_defs+=("$d"); fi
+  done
+  local imglog="$SKX_CACHE/logs/images-$(date +%s).log" pid
+  mkdir -p "$SKX_CACHE/logs"
+  ( build_images "${deb_defs[@]}" ) >"$imglog" 2>&1 &
+  pid=$!
+  build_components
+  build_images "${static_defs[@]}"
+  wait "$pid" || { tail -40 "$imglog" >&2; die "Debian image builds failed (log: $imglog)"; }
+}
+
+host_setup() {
+  mkdir -p "$SKX_STATE"/{etcd,containerd,kubelet,cni/net.d,cni/ipam,storage,manifests} "$SKX_RUN"
+  # sysctls: remember the values we change so that `down` restores them
+  if [ ! -f "$SKX_STATE/sysctl.saved" ]; then
+    : > "$SKX_STATE/sysctl.saved.tmp"
+    for k in net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables; do
+      echo "$k=$(sysctl -n "$k")" >> "$SKX_STATE/sysctl.saved.tmp"
+    done
+    mv "$SKX_STATE/sysctl.saved.tmp" "$SKX_STATE/sysctl.saved"
+  fi
+  sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1
+  # The node address lives on a port-less bridge of our own (the kernel has no dummy driver).
+  if ! ip link show "$NODE_IF" >/dev/null 2>&1; then
+    ip link add "$NODE_IF" type bridge
+  fi
+  ip addr replace "$NODE_IP/32" dev "$NODE_IF"
+  ip link set "$NODE_IF" up
+  # cgroup v1 hybrid host: keep every pod cgroup below /skx-testbed in each hierarchy.
+  local h
+  for h in /sys/fs/cgroup/*/; do
+    case "$h" in */unified/) continue ;; esac
+    mkdir -p "$h/skx-testbed" 2>/dev/null || true
+  done
+  if [ -d /sys/fs/cgroup/cpuset/skx-testbed ]; then
+    cat /sys/fs/cgroup/cpuset/cpuset.cpus > /sys/fs/cgroup/cpuset/skx-testbed/cpuset.cpus
+    cat /sys/fs/cgroup/cpuset/cpuset.mems > /sys/fs/cgroup/cpuset/skx-testbed/cpuset.mems
+  fi
+}
+
+write_configs() {
+  local cni_bin="$SKX_CACHE/bin/cni-plugins-$CNI_PLUGINS_VERSION" pki="$SKX_STATE/pki"
+  cat > "$SKX_STATE/cni/net.d/10-skx.conflist" <<JSON
+{
+  "cniVersion": "1.0.0",
+  "name": "skx",
+  "plugins": [
+    {
+      "type": "bridge", "bridge": "$CNI_BRIDGE", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+      "ipam": {
+        "type": "host-local", "dataDir": "$SKX_STATE/cni/ipam",
+        "ranges": [[{"subnet": "$POD_CIDR", "gateway": "$POD_GW"}]],
+        "routes": [{"dst": "0.0.0.0/0"}]
+      }
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
+  ]
+}
+JSON
+  cat > "$SKX_STATE/containerd.toml" <<TOML
+version = 3
+root = "$SKX_STATE/containerd"
+state = "$SKX_RUN/containerd"
+
+[grpc]
+  address = "$SKX_RUN/containerd/containerd.sock"
+
+[ttrpc]
+  address = "$SKX_RUN/containerd/containerd.sock.ttrpc"
+
+[debug]
+  address = ""
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.cri.v1.images"]
+  snapshotter = "overlayfs"
+  [plugins."io.containerd.cri.v1.images".pinned_images]
+    sandbox = "registry.k8s.io/pause:$PAUSE_VERSION"
+
+[plugins."io.containerd.cri.v1.runtime"]
+  enable_selinux = false
+  netns_mounts_under_state_dir = true
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = ["$cni_bin"]
+    conf_dir = "$SKX_STATE/cni/net.d"
+  [plugins."io.containerd.cri.v1.runtime".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+        BinaryName = "$SKX_CACHE/bin/runc-$RUNC_VERSION/runc"
+        SystemdCgroup = false
+
+[plugins."io.containerd.grpc.v1.cri"]
+  disable_tcp_service = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+TOML
+  cat > "$SKX_STATE/kubelet.yaml" <<YAML
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: $NODE_IP
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: $pki/ca.crt}
+authorization: {mode: Webhook}
+tlsCertFile: $pki/kubelet-serving.crt
+tlsPrivateKeyFile: $pki/kubelet-serving.key
+cgroupDriver: cgroupfs
+cgroupRoot: /skx-testbed
+failCgroupV1: false
+clusterDNS: [$CLUSTER_DNS]
+clusterDomain: $CLUSTER_DOMAIN
+containerRuntimeEndpoint: unix://$SKX_RUN/containerd/containerd.sock
+resolvConf: /etc/resolv.conf
+failSwapOn: false
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%", "nodefs.inodesFree": "1%"}
+maxPods: 110
+serializeImagePulls: false
+protectKernelDefaults: false
+rotateCertificates: false
+serverTLSBootstrap: false
+YAML
+  cat > "$SKX_STATE/kube-proxy.yaml" <<YAML
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: iptables
+clusterCIDR: 10.42.0.0/16
+hostnameOverride: $NODE_NAME
+bindAddress: $NODE_IP
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+clientConnection: {kubeconfig: $SKX_STATE/kube-proxy.kubeconfig}
+conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+nodePortAddresses: ["$NODE_IP/32"]
+YAML
+}
+
+apiserver_ready() { curl -fsS --cacert "$SKX_STATE/pki/ca.crt" --cert "$SKX_STATE/pki/admin.crt" \
+  --key "$SKX_STATE/pki/admin.key" "https://127.0.0.1:$APISERVER_PORT/readyz" ; }
+
+start_control_plane() {
+  local pki="$SKX_STATE/pki"
+  start_daemon etcd "$SKX_CACHE/bin/etcd-$ETCD_VERSION/etcd" --name skx --data-dir "$SKX_STATE/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_CLIENT_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_CLIENT_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "skx=http://127.0.0.1:$ETCD_PEER_PORT" --listen-metrics-urls "" \
+    --quota-backend-bytes 4294967296 --log-level warn
+  wait_for etcd 60 curl -fsS "http://127.0.0.1:$ETCD_CLIENT_PORT/health"
+  start_daemon kube-apiserver "$(bin_k8s kube-apiserver)" \
+    --etcd-servers "http://127.0.0.1:$ETCD_CLIENT_PORT" \
+    --bind-address 0.0.0.0 --secure-port "$APISERVER_PORT" --advertise-address "$NODE_IP" \
+    --service-cluster-ip-range "$SERVICE_CIDR" --service-node-port-range 30000-32767 \
+    --allow-privileged=true --authorization-mode Node,RBAC \
+    --enable-admission-plugins NodeRestriction \
+    --client-ca-file "$pki/ca.crt" --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+    --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority "$pki/ca.crt" --kubelet-preferred-address-types InternalIP,Hostname \
+    --service-account-issuer "https://kubernetes.default.svc.$CLUSTER_DOMAIN" \
+    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+    --requestheader-client-ca-file "$pki/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \
+    --requestheader-extra-headers-prefix X-Remote-Extra- --requestheader-group-headers X-Remote-Group \
+    --requestheader-username-headers X-Remote-User \
+    --proxy-client-cert-file "$pki/front-proxy-client.crt" --proxy-client-key-file "$pki/front-proxy-client.key" \
+    --enable-aggregator-routing=true --profiling=false --v=1
+  wait_for kube-apiserver 180 apiserver_ready
+  start_daemon kube-controller-manager "$(bin_k8s kube-controller-manager)" \
+    --kubeconfig "$SKX_STATE/controller-manager.kubeconfig" \
+    --authentication-kubeconfig "$SKX_STATE/controller-manager.kubeconfig" \
+    --authorization-kubeconfig "$SKX_STATE/controller-manager.kubeconfig" \
+    --bind-address 127.0.0.1 --leader-elect=false --use-service-account-credentials \
+    --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
+    --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
+    --allocate-node-cidrs --cluster-cidr 10.42.0.0/16 --node-cidr-mask-size 24 \
+    --service-cluster-ip-range "$SERVICE_CIDR" --controllers '*,tokencleaner' --profiling=false --v=1
+  start_daemon kube-scheduler "$(bin_k8s kube-scheduler)" \
+    --kubeconfig "$SKX_STATE/scheduler.kubeconfig" \
+    --authentication-kubeconfig "$SKX_STATE/scheduler.kubeconfig" \
+    --authorization-kubeconfig "$SKX_STATE/scheduler.kubeconfig" \
+    --bind-address 127.0.0.1 --leader-elect=false --profiling=false --v=1
+}
+
+ctr_() { "$SKX_CACHE/bin/containerd-$CONTAINERD_VERSION/ctr" --address "$SKX_RUN/containerd/containerd.sock" "$@"; }
+
+start_node() {
+  local cbin="$SKX_CACHE/bin/containerd-$CONTAINERD_VERSION"
+  start_daemon containerd env PATH="$cbin:$SKX_CACHE/bin/runc-$RUNC_VERSION:$PATH" \
+    "$cbin/containerd" --config "$SKX_STATE/containerd.toml"
+  wait_for containerd 60 ctr_ version
+  start_daemon kubelet env PATH="$cbin:$PATH" "$(bin_k8s kubelet)" \
+    --config "$SKX_STATE/kubelet.yaml" --kubeconfig "$SKX_STATE/kubelet.kubeconfig" \
+    --root-dir "$SKX_STATE/kubelet" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" \
+    --node-labels "node-role.kubernetes.io/control-plane=true,node-role.kubernetes.io/master=true" --v=1
+  start_daemon kube-proxy "$(bin_k8s kube-proxy)" --config "$SKX_STATE/kube-proxy.yaml" --v=1
+  # NetworkPolicy enforcement: kube-router's policy controller only, as k3s embeds it.
+  start_daemon kube-router "$SKX_CACHE/bin/kube-router-$KUBE_ROUTER_VERSION/kube-router" \
+    --kubeconfig "$SKX_STATE/kube-router.kubeconfig" --hostname-override "$NODE_NAME" \
+    --run-firewall=true --run-router=false --run-service-proxy=false --enable-cni=false \
+    --enable-ipv4=true --enable-ipv6=false --metrics-port 0 --health-port 0 --v=1
+}
+
+import_images() {
+  . "$TESTBED_DIR/images/build.sh"
+  local have d ref tar
+  have=$(ctr_ -n k8s.io images ls -q 2>/dev/null || true)
+  for d in $(image_defs); do
+    ref=$( _image_load "$d"; echo "$REF" )
+    tar=$(image_tar "$d")
+    if grep -qxF "$ref" <<<"$have"; then continue; fi
+    [ -f "$tar" ] || { log "image archive for $ref missing, skipping"; continue; }
+    ctr_ -n k8s.io images import --local "$tar" >/dev/null 2>&1 || ctr_ -n k8s.io images import "$tar" >/dev/null \
+      || die "import of $ref failed"
+    ctr_ -n k8s.io images label "$ref" io.cri-containerd.pinned=pinned >/dev/null 2>&1 || true
+  done
+  log "images imported: $(ctr_ -n k8s.io images ls -q | grep -vc '^sha256:')"
+}
+
+node_ready() { [ "$(kc get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]; }
+
+wait_node_ready() { wait_for "node $NODE_NAME Ready" 240 node_ready; }
+
+deploy_addons() {
+  local f
+  for f in "$TESTBED_DIR"/manifests/*.yaml; do
+    sed -e "s|@CLUSTER_DNS@|$CLUSTER_DNS|g" -e "s|@CLUSTER_DOMAIN@|$CLUSTER_DOMAIN|g" \
+        -e "s|@STORAGE_DIR@|$SKX_STATE/storage|g" -e "s|@COREDNS_VERSION@|$COREDNS_VERSION|g" \
+        -e "s|@METRICS_SERVER_VERSION@|$METRICS_SERVER_VERSION|g" -e "s|@LOCAL_PATH_VERSION@|$LOCAL_PATH_VERSION|g" \
+        -e "s|@TRAEFIK_VERSION@|$TRAEFIK_VERSION|g" -e "s|@NODE_IP@|$NODE_IP|g" "$f" > "$SKX_STATE/manifests/$(basename "$f")"
+  done
+  retry 5 kc apply --server-side --force-conflicts -f "$SKX_STATE/manifests/" >/dev/null
+  local dep
+  for dep in kube-system/coredns kube-system/local-path-provisioner kube-system/metrics-server kube-system/traefik; do
+    kc -n "${dep%%/*}" rollout status "deployment/${dep#*/}" --timeout=180s >/dev/null \
+      || die "add-on ${dep#*/} did not become ready"
+  done
+  wait_for "metrics API" 120 kc get --raw /apis/metrics.k8s.io/v1beta1/nodes
+}
