@@ -1,0 +1,147 @@
+"""PostgreSQL access: a small connection pool and idempotent migrations.
+
+Credentials come from DATABASE_CREDENTIALS_DIR (files ``username`` and
+``password``) and are read again for every new connection. A credential
+rotation alternates between two login roles: the Secret switches to the
+other role, connections opened from then on use it, and pooled connections
+older than MAX_CONNECTION_AGE are replaced, so the old role can be retired
+shortly after without a restart.
+"""
+import logging
+import os
+import queue
+import threading
+import time
+from contextlib import contextmanager
+
+import psycopg
+from psycopg.rows import dict_row
+
+from .config import ConfigError, env_dir, env_int, env_str, read_secret_file, secret_dir_snapshot
+
+MAX_CONNECTION_AGE = 300.0
+CONNECT_TIMEOUT = 3
+
+log = logging.getLogger("skx.db")
+
+
+class Database:
+    def __init__(self, application_name, max_idle=8):
+        self.host = env_str("DATABASE_HOST", required=True)
+        self.port = env_int("DATABASE_PORT", 5432, 1, 65535)
+        self.name = env_str("DATABASE_NAME", required=True)
+        self.credentials_dir = env_dir("DATABASE_CREDENTIALS_DIR", required=True)
+        self.application_name = application_name
+        self._idle = queue.LifoQueue(max_idle)
+        self._closed = False
+
+    def credentials(self):
+        directory = secret_dir_snapshot(self.credentials_dir)
+        user = read_secret_file(os.path.join(directory, "username"), "DATABASE_CREDENTIALS_DIR")
+        password = read_secret_file(os.path.join(directory, "password"), "DATABASE_CREDENTIALS_DIR")
+        if not user:
+            raise ConfigError("DATABASE_CREDENTIALS_DIR/username is empty")
+        return user, password
+
+    def connect(self):
+        user, password = self.credentials()
+        conn = psycopg.connect(
+            host=self.host, port=self.port, dbname=self.name, user=user, password=password,
+            connect_timeout=CONNECT_TIMEOUT, application_name=self.application_name,
+            row_factory=dict_row)
+        conn.skx_opened = time.monotonic()
+        return conn
+
+    def _take(self):
+        while True:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                return self.connect()
+            if conn.closed or time.monotonic() - conn.skx_opened > MAX_CONNECTION_AGE:
+                conn.close()
+                continue
+            return conn
+
+    def _give_back(self, conn):
+        if self._closed or conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.close()
+            return
+        try:
+            self._idle.put_nowait(conn)
+        except queue.Full:
+            conn.close()
+
+    def discard_idle(self):
+        """Drop every pooled connection (after the server went away)."""
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+    @contextmanager
+    def transaction(self):
+        """A connection inside a transaction, committed when the block ends."""
+        conn = self._take()
+        try:
+            with conn.transaction():
+                yield conn
+        except psycopg.OperationalError:
+            # The server restarted or the network broke: every idle
+            # connection is as dead as this one.
+            conn.close()
+            self.discard_idle()
+            raise
+        finally:
+            self._give_back(conn)
+
+    def ping(self):
+        """Readiness: the database answers a query. A pooled connection may
+        predate an outage, so one failure is retried on a fresh connection."""
+        for attempt in (1, 2):
+            try:
+                with self.transaction() as conn:
+                    conn.execute("SELECT 1")
+                return
+            except psycopg.OperationalError:
+                if attempt == 2:
+                    raise
+
+    def close(self):
+        self._closed = True
+        self.discard_idle()
+
+
+_LOCK_KEY = 0x736B78  # "skx": serialises migrations of every replica
+
+
+def migrate(db, component, migrations):
+    """Apply the missing migrations of ``component``, once, in order.
+
+    Runs at start-up in every replica: ``pg_advisory_xact_lock`` makes the
+    replicas take turns, the first applies, the others find nothing to do.
+    Each component keeps its own ``<component>_schema_migrations`` table, so
+    services sharing a database (auth and payment in superkube) may log in as
+    different roles. Everything is one transaction: a failed migration
+    leaves the schema as it was.
+    """
+    table = f"{component}_schema_migrations"
+    with db.transaction() as conn:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} ("
+            " version integer PRIMARY KEY,"
+            " name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())")
+        done = {row["version"] for row in conn.execute(f"SELECT version FROM {table}")}
+        applied = []
+        for version, name, sql in migrations:
+            if version in done:
+                continue
+            conn.execute(sql)
+            conn.execute(f"INSERT INTO {table} (version, name) VALUES (%s, %s)", (version, name))
+            applied.append(version)
+    if applied:
+        log.info("applied schema migrations", extra={"fields": {"component": component, "versions": applied}})
+    return applied
