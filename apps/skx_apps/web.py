@@ -285,7 +285,12 @@ class App:
         still down and /readyz says why the pod is not ready yet."""
         port = env_int("PORT", 8080, 1, 65535)
         address = env_str("BIND_ADDRESS", "0.0.0.0")
-        server = _Server((address, port), _Handler)
+        try:
+            server = _Server((address, port), _Handler)
+        except OSError as exc:
+            log_fields(self.log, logging.ERROR, "cannot listen", address=address, port=port,
+                       error=exc.strerror)
+            return 1
         server.app = self
 
         def stop(signum, frame):

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import APPS_DIR
+from apps_support import APPS_DIR
 
 SERVICES = ["auth", "payment", "frontend", "instance"]
 
