@@ -1,0 +1,87 @@
+"""Every rendered manifest is valid Kubernetes and follows the platform's
+workload policy (docs/development.md)."""
+import glob
+import os
+import subprocess
+
+import pytest
+
+from conftest import ROOT, load_docs
+
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
+# The log collector reads root-owned container log files (see its manifest).
+ROOT_ALLOWED = {"vlagent"}
+
+
+def manifests(outdir):
+    return sorted(glob.glob(os.path.join(outdir, "*", "*.yaml")))
+
+
+def test_manifests_validate_against_the_kubernetes_schema(rendered):
+    files = manifests(rendered)
+    assert len(files) >= 27
+    validate = os.path.join(ROOT, ".venv", "bin", "kubernetes-validate")
+    proc = subprocess.run([validate, "--strict", "--quiet", *files], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _objects(outdir):
+    return [(os.path.basename(f), d) for f in manifests(outdir) for d in load_docs(f)]
+
+
+def test_every_object_carries_the_platform_labels(rendered):
+    for name, obj in _objects(rendered):
+        labels = obj["metadata"].get("labels", {})
+        assert labels.get("app.kubernetes.io/part-of") == "superkubernetex", name
+        assert labels.get("app.kubernetes.io/managed-by") == "superkubernetex", name
+        assert labels.get("app.kubernetes.io/name"), name
+
+
+@pytest.mark.parametrize("kind", WORKLOADS)
+def test_workloads_are_locked_down(rendered, kind):
+    found = 0
+    for name, obj in _objects(rendered):
+        if obj["kind"] != kind:
+            continue
+        found += 1
+        pod = obj["spec"]["template"]["spec"]
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert "automountServiceAccountToken" in pod, name
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["capabilities"]["drop"] == ["ALL"], name
+            assert sc["seccompProfile"]["type"] == "RuntimeDefault", name
+            if c["name"] not in ROOT_ALLOWED:
+                assert sc["runAsNonRoot"] is True and sc["runAsUser"] >= 10000, name
+            for key in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(c["resources"][key]), name
+            assert "readinessProbe" in c and "livenessProbe" in c, name
+            assert ":" in c["image"] and not c["image"].endswith(":latest"), name
+    assert found
+
+
+def test_grafana_is_served_over_tls_without_anonymous_access(rendered):
+    ingress = load_docs(os.path.join(rendered, "monitoring", "grafana-ingress.yaml"))[0]
+    assert ingress["spec"]["ingressClassName"] == "traefik"
+    assert ingress["spec"]["tls"] == [{"hosts": ["monitoring.superkubernetex.com"], "secretName": "skx-tls"}]
+    assert ingress["spec"]["rules"][0]["host"] == "monitoring.superkubernetex.com"
+    deploy = load_docs(os.path.join(rendered, "monitoring", "grafana-deployment.yaml"))[0]
+    env = {e["name"]: e.get("value") for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    assert env["GF_SECURITY_ADMIN_PASSWORD__FILE"].endswith("/grafana-admin/password")
+    secret = load_docs(os.path.join(rendered, "monitoring", "grafana-admin-secret.yaml"))[0]
+    assert secret["metadata"]["name"] == "grafana-admin"
+    assert set(secret["stringData"]) == {"username", "password"}
+    assert secret["stringData"]["password"] == "CHANGE_ME"
+
+
+def test_prometheus_keeps_its_data_on_a_volume_with_the_configured_retention(rendered):
+    sts = load_docs(os.path.join(rendered, "monitoring", "prometheus-statefulset.yaml"))[0]
+    args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--storage.tsdb.retention.time=15d" in args
+    assert "--storage.tsdb.retention.size=8GB" in args
+    claim = sts["spec"]["volumeClaimTemplates"][0]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "10Gi"
