@@ -39,15 +39,21 @@ MIGRATIONS = [
         )"""),
 ]
 
-# scrypt cost: 2**15 * 8 * 128 bytes = 32 MiB and ~0.1 s per hash.
+# scrypt with 32 MiB of memory per hash (N=2^15, r=8, p=1: twice Django's
+# default); about 0.1 s of one core, so a 500m CPU limit still logs users in
+# promptly. The parameters are stored with each hash: raising them later
+# keeps old hashes valid. At most two hashes run at once, so a burst of
+# logins queues instead of pushing the pod past its memory limit.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 15, 8, 1
+SCRYPT_CONCURRENCY = threading.BoundedSemaphore(2)
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 
 
 def hash_password(password):
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
-                            maxmem=64 << 20, dklen=32)
+    with SCRYPT_CONCURRENCY:
+        digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
+                                maxmem=64 << 20, dklen=32)
     b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
     return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt)}${b64(digest)}"
 
@@ -58,8 +64,9 @@ def check_password(password, stored):
         if scheme != "scrypt":
             return False
         expected = base64.b64decode(digest)
-        actual = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n),
-                                r=int(r), p=int(p), maxmem=64 << 20, dklen=len(expected))
+        with SCRYPT_CONCURRENCY:
+            actual = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n),
+                                    r=int(r), p=int(p), maxmem=64 << 20, dklen=len(expected))
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)

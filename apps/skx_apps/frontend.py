@@ -1,7 +1,7 @@
 """frontend: server-rendered pages, sessions in Redis, auth and payment behind.
 
 Pages: / (home), /signup, /login, /logout, /plans, /subscribe (POST: redirects
-to the Stripe Checkout URL), /account, /checkout/success, /checkout/cancel.
+to the Stripe Checkout URL), /account, /billing/success, /billing/cancel (the CHECKOUT_*_URL pages).
 The session cookie holds only a random id; the JWT and email live in Redis
 under ``skx:session:<id>``.
 """
@@ -108,6 +108,15 @@ def build():
     app = web.App(service)
     app.on_shutdown.append(sessions.close)
     app.ready_check("redis")(sessions.ping)
+
+    def error_page(req, status, message, extra):
+        # People read these pages: HTML, with the id to quote to support.
+        resp = page("Something went wrong" if status >= 500 else "Not available",
+                    f"<p>{html.escape(message)}</p><p><small>Reference: {html.escape(req.request_id)}"
+                    "</small></p>")
+        resp.status = status
+        return resp
+    app.error_response = error_page
 
     def current_user(req):
         return sessions.get(req.cookies.get(SESSION_COOKIE))
@@ -216,12 +225,12 @@ def build():
         return page("Your account", f"<p>{html.escape(user['email'])}</p>"
                     f"<h2>Subscriptions</h2><ul>{items or '<li>none yet</li>'}</ul>", user)
 
-    @app.route("GET", "/checkout/success")
+    @app.route("GET", "/billing/success")
     def success(req):
         return page("Thank you", '<p>Your subscription starts as soon as the payment is confirmed. '
                     '<a href="/account">Your account</a></p>', current_user(req))
 
-    @app.route("GET", "/checkout/cancel")
+    @app.route("GET", "/billing/cancel")
     def cancel(req):
         return page("Checkout cancelled", '<p><a href="/plans">Back to the plans</a></p>', current_user(req))
 

@@ -286,8 +286,8 @@ def stack(postgres_server, redis_server, stripe_mock, tmp_path_factory):
         "STRIPE_API_BASE": stripe_mock,
         "STRIPE_SECRET_KEY_FILE": os.path.join(s.secret("payment-stripe"), "secret_key"),
         "STRIPE_WEBHOOK_SECRETS_FILE": os.path.join(s.secret("payment-stripe"), "webhook_secrets"),
-        "CHECKOUT_SUCCESS_URL": "https://superkubernetex.com/checkout/success",
-        "CHECKOUT_CANCEL_URL": "https://superkubernetex.com/checkout/cancel"}
+        "CHECKOUT_SUCCESS_URL": "https://superkubernetex.com/billing/success",
+        "CHECKOUT_CANCEL_URL": "https://superkubernetex.com/billing/cancel"}
     s.payment = Service("payment", s.payment_env, s.dir).start()
     s.frontend = Service("frontend", {
         "AUTH_URL": s.auth.url, "PAYMENT_URL": s.payment.url, "REDIS_HOST": redis_server.host,

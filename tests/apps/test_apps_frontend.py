@@ -19,12 +19,14 @@ def session_id(response):
 
 
 def test_pages_render(stack):
-    for path in ("/", "/login", "/signup", "/plans", "/checkout/success", "/checkout/cancel"):
+    for path in ("/", "/login", "/signup", "/plans", "/billing/success", "/billing/cancel"):
         r = stack.frontend.get(path)
         assert r.status_code == 200, (path, r.text)
         assert r.headers["Content-Type"].startswith("text/html")
         assert "<!doctype html>" in r.text
     assert "Choose Pro" in stack.frontend.get("/plans").text
+    missing = stack.frontend.get("/no-such-page", headers={"X-Request-ID": "ref-123"})
+    assert missing.status_code == 404 and "Reference: ref-123" in missing.text
     # Pages that need a session send the visitor to log in.
     assert stack.frontend.get("/account").headers["Location"] == "/login"
     assert stack.frontend.post("/subscribe", data={"plan": "pro"}).headers["Location"] == "/login"
