@@ -23,7 +23,7 @@ from prometheus_client import Counter
 
 from . import db as dbmod
 from . import tokens, web
-from .config import ConfigError, env_dir, env_int, read_secret_file, secret_dir_snapshot
+from .config import ConfigError, env_dir, env_int, secret_dir_snapshot
 
 SIGNUPS = Counter("skx_auth_signups_total", "Accounts created.")
 LOGINS = Counter("skx_auth_logins_total", "Login attempts.", ["result"])

@@ -10,7 +10,7 @@ shortly after without a restart.
 import logging
 import os
 import queue
-import threading
+import select
 import time
 from contextlib import contextmanager
 
@@ -58,7 +58,7 @@ class Database:
                 conn = self._idle.get_nowait()
             except queue.Empty:
                 return self.connect()
-            if conn.closed or time.monotonic() - conn.skx_opened > MAX_CONNECTION_AGE:
+            if conn.closed or _server_hung_up(conn) or time.monotonic() - conn.skx_opened > MAX_CONNECTION_AGE:
                 conn.close()
                 continue
             return conn
@@ -111,6 +111,17 @@ class Database:
     def close(self):
         self._closed = True
         self.discard_idle()
+
+
+def _server_hung_up(conn):
+    """An idle connection has nothing to read unless the server ended it
+    (restart, pg_terminate_backend when a rotated role is retired): then it
+    is readable, and is dropped before a request trips over it."""
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 _LOCK_KEY = 0x736B78  # "skx": serialises migrations of every replica

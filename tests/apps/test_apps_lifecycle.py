@@ -54,6 +54,7 @@ def instance_on(own_postgres, stack, tmp_path):
 
 def test_readiness_follows_the_database(own_postgres, instance_on):
     service = instance_on()
+    late = instance_on(start=False)  # its database exists, it starts during the outage
     assert service.get("/readyz").status_code == 200
     own_postgres.kill()
     try:
@@ -62,10 +63,17 @@ def test_readiness_follows_the_database(own_postgres, instance_on):
         # Liveness does not depend on the database: no restart storm.
         assert service.get("/healthz").status_code == 200
         assert service.get("/").status_code >= 500
+        # A pod started during the outage listens, is alive, and says why
+        # it is not ready: its migrations wait for the database.
+        late.start(wait_ready=False)
+        r = late.wait_for("/readyz", 503, 10)
+        assert "startup" in r.json()["failed"] and "database" in r.json()["failed"]
     finally:
         own_postgres.restart()
     service.wait_for("/readyz", 200, 30)
     assert service.get("/").status_code == 200
+    late.wait_for("/readyz", 200, 30)
+    assert "Welcome to " + late.env["INSTANCE_NAME"] in late.get("/").text
 
 
 def test_sigterm_lets_a_slow_request_finish(own_postgres, instance_on, user_token):
@@ -139,8 +147,14 @@ def test_rotated_database_credentials_are_used_by_new_connections(own_postgres, 
         conn.execute("ALTER ROLE \"%s\" NOLOGIN" % service.role)
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
                      (service.role,))
-    service.wait_for("/readyz", 200, 10)
+        deadline = time.monotonic() + 10
+        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s",
+                           (service.role,)).fetchone()[0]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    # The pool notices the ended sessions: not even the next request fails.
     assert service.get("/").status_code == 200
+    assert service.get("/readyz").status_code == 200
     users = query(own_postgres, "postgres",
                   "SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = %s", (service.database,))
     assert users == [(new_role,)]
