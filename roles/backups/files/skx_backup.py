@@ -38,9 +38,11 @@ import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -695,9 +697,113 @@ def s3_prune(args, client, subdir, pattern, now=None):
     return removed
 
 
+# ----------------------------------------------------------------- snapshots
+
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+SNAPSHOT_API = "/apis/snapshot.storage.k8s.io/v1"
+SNAPSHOT_LABEL = "superkubernetex.com/snapshot-of"
+
+
+def snapshot_body(namespace, pvc, snapshot_class, stamp):
+    """The VolumeSnapshot of one PVC, labelled so the retention finds it."""
+    return {
+        "apiVersion": "snapshot.storage.k8s.io/v1",
+        "kind": "VolumeSnapshot",
+        "metadata": {
+            "name": f"{pvc}-{stamp.lower()}"[:253],
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/name": "backup",
+                       "app.kubernetes.io/part-of": "superkubernetex",
+                       "app.kubernetes.io/managed-by": "superkubernetex",
+                       SNAPSHOT_LABEL: pvc},
+        },
+        "spec": {"volumeSnapshotClassName": snapshot_class,
+                 "source": {"persistentVolumeClaimName": pvc}},
+    }
+
+
+def expired_snapshots(items, retention_days, now):
+    """Names of the snapshots older than the window, never the newest."""
+    dated = []
+    for item in items:
+        created = datetime.datetime.strptime(item["metadata"]["creationTimestamp"],
+                                             "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+        dated.append((created, item["metadata"]["name"]))
+    dated.sort()
+    limit = now - datetime.timedelta(days=retention_days)
+    return [name for created, name in dated[:-1] if created < limit]
+
+
+def kube_request(method, path, body=None):
+    with open(os.path.join(SA_DIR, "token"), encoding="utf-8") as f:
+        token = f.read().strip()
+    host = os.environ.get("KUBERNETES_SERVICE_HOST", "kubernetes.default.svc")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    if ":" in host:
+        host = f"[{host}]"
+    request = urllib.request.Request(
+        f"https://{host}:{port}{path}", method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                 "Accept": "application/json"})
+    context = ssl.create_default_context(cafile=os.path.join(SA_DIR, "ca.crt"))
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=30) as resp:
+            return json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        raise Failed(f"Kubernetes API {method} {path}: HTTP {exc.code} "
+                     f"{exc.read(500).decode('utf-8', 'replace')}") from None
+
+
+def snapshots(args):
+    """Snapshot each PVC through the CSI snapshot API, wait until the
+    snapshot is ready, and apply the retention to earlier snapshots."""
+    if not args.snapshot_class:
+        log("snapshots: no VolumeSnapshotClass configured; PVC snapshots skipped "
+            "(the pg_dump and Redis backups do not depend on them)")
+        return {}
+    stamp = utc_stamp()
+    failures = []
+    for target in args.pvc:
+        namespace, _, pvc = target.partition("/")
+        started = time.time()
+        base = f"{SNAPSHOT_API}/namespaces/{namespace}/volumesnapshots"
+        try:
+            body = snapshot_body(namespace, pvc, args.snapshot_class, stamp)
+            kube_request("POST", base, body)
+            name = body["metadata"]["name"]
+            deadline = time.time() + args.snapshot_timeout
+            while True:
+                status = kube_request("GET", f"{base}/{name}").get("status") or {}
+                if status.get("readyToUse"):
+                    break
+                if status.get("error"):
+                    raise Failed(f"snapshot {namespace}/{name}: {status['error'].get('message')}")
+                if time.time() > deadline:
+                    raise Failed(f"snapshot {namespace}/{name} not ready after {args.snapshot_timeout}s")
+                time.sleep(5)
+            size = status.get("restoreSize", "")
+            log(f"snapshots: {namespace}/{name} ready ({size})")
+            listing = kube_request("GET", f"{base}?labelSelector={SNAPSHOT_LABEL}%3D{pvc}")
+            for old in expired_snapshots(listing.get("items", []), args.retention_days,
+                                         datetime.datetime.now(datetime.timezone.utc)):
+                kube_request("DELETE", f"{base}/{old}")
+                log(f"snapshots: retention removed {namespace}/{old}")
+            push_metrics(args, pvc, "volume_snapshot", ok=True, started=started,
+                         group={"namespace": namespace})
+        except (Failed, OSError) as exc:
+            log(f"snapshots: {target} FAILED: {exc}")
+            failures.append(target)
+            push_metrics(args, pvc, "volume_snapshot", ok=False, started=started,
+                         group={"namespace": namespace})
+    if failures:
+        raise Failed(f"snapshots failed for {', '.join(failures)}")
+    return {}
+
+
 # ------------------------------------------------------------------- metrics
 
-def push_metrics(args, database, kind, ok, started, size=None, extra=None):
+def push_metrics(args, database, kind, ok, started, size=None, extra=None, group=None):
     """Push the outcome to the Pushgateway (POST: a failure replaces status and
     duration but keeps the last success time and size)."""
     if not args.pushgateway_url:
@@ -713,6 +819,8 @@ def push_metrics(args, database, kind, ok, started, size=None, extra=None):
     body = "".join(f"# TYPE {name} gauge\n{name} {value}\n" for name, value in values.items())
     url = (args.pushgateway_url.rstrip("/") + f"/metrics/job/{METRIC_JOB}"
            f"/database/{urllib.parse.quote(database, safe='')}/kind/{kind}")
+    for label, value in (group or {}).items():
+        url += f"/{label}/{urllib.parse.quote(value, safe='')}"
     request = urllib.request.Request(url, data=body.encode(), method="POST",
                                      headers={"Content-Type": "text/plain; version=0.0.4"})
     try:
@@ -765,6 +873,10 @@ def parser():
         if name == "restore":
             s.add_argument("--swap", action="store_true",
                            help="rename the restored database into place")
+    s = sub.add_parser("snapshots", help="take VolumeSnapshots of PVCs")
+    s.add_argument("--pvc", action="append", default=[], help="namespace/name")
+    s.add_argument("--snapshot-class", default=os.environ.get("SKX_SNAPSHOT_CLASS", ""))
+    s.add_argument("--snapshot-timeout", type=int, default=env_int("SKX_SNAPSHOT_TIMEOUT", 600))
     s = sub.add_parser("prune", help="apply the retention to the backup volume")
     s.add_argument("--database", action="append", default=[])
     return p
@@ -784,6 +896,8 @@ def main(argv=None):
             for name in args.database:
                 check_db_name(name)
             result = verify_restore(args)
+        elif args.command == "snapshots":
+            result = snapshots(args)
         elif args.command == "plan-restore":
             result = plan_restore(args)
         elif args.command == "restore":
