@@ -1,0 +1,59 @@
+"""Bad input stops the run early with a message naming the variable.
+
+Each case runs the real playbook in render mode (no cluster is contacted) or
+the preflight of a role, and asserts on the message an operator would read.
+"""
+import json
+
+import pytest
+
+from conftest import run_ansible
+
+
+def render_with(tmp_path, **extra):
+    return run_ansible("ansible-playbook", "playbooks/render.yml", "-i", "inventories/vm",
+                       "-e", f"platform_render_dir={tmp_path}", "-e", json.dumps(extra), check=False)
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"platform_instances": "instance1"}, "platform_instances"),
+    ({"platform_instances": [{"name": "instance1", "replica": 3}]},
+     "platform_instances[0] has unknown field(s) replica"),
+    ({"platform_instances": [{"name": "instance1"}, {"name": "instance2", "host": "inst1.superkubernetex.com"}]},
+     "platform_instances[1].host 'inst1.superkubernetex.com' is used by another instance"),
+    ({"platform_instances": [{"name": "instance1", "host": "auth.superkubernetex.com"}]},
+     "Host names must be unique across platform_hosts and platform_instances"),
+    ({"platform_domain": "Not A Domain"}, "platform_domain must be a lower-case DNS name"),
+    ({"platform_images": {"postgres": "postgres"}}, "platform_images.postgres must be a full image reference"),
+    ({"postgres_storage_size": "lots"}, "postgres_storage_size must be a quantity"),
+    ({"app_replicas_min": "two"}, "app_replicas_min"),
+])
+def test_render_refuses_bad_input(tmp_path, extra, message):
+    proc = render_with(tmp_path, **extra)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not list(tmp_path.glob("*/*.yaml")), "nothing may be written before the input is checked"
+
+
+def test_an_even_number_of_etcd_servers_is_refused(tmp_path):
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "all:\n  children:\n    k3s_server:\n      hosts:\n"
+        "        s1: {ansible_connection: local}\n        s2: {ansible_connection: local}\n")
+    proc = run_ansible("ansible-playbook", "playbooks/cluster.yml", "-i", str(inventory), "--check",
+                       "--tags", "k3s_preflight", "-e", "ansible_become=false",
+                       "-e", "ansible_python_interpreter=auto_silent", check=False)
+    assert proc.returncode != 0
+    assert "k3s_server has 2 hosts: embedded etcd needs an odd number" in proc.stdout
+
+
+def test_a_missing_stripe_vault_secret_is_named(tmp_path):
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.include_role:\n        name: superkubernetex.platform.app\n"
+        "        tasks_from: preflight.yml\n      vars:\n        app_name: payment\n"
+        "        app_stripe_secret_key: '{{ vault_stripe_secret_key }}'\n")
+    proc = run_ansible("ansible-playbook", str(playbook), "-i", "localhost,", "-c", "local", check=False)
+    assert proc.returncode != 0
+    assert "app_stripe_secret_key and app_stripe_webhook_secret must be set" in proc.stdout
