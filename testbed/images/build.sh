@@ -8,6 +8,8 @@
 #   USERS        (debian) "name:uid:gid:home" entries created before packages are installed
 #   CUSTOMIZE    (debian) shell run after install with the root fs as $1 (mmdebstrap customize hook)
 #   NEEDS        (static) build function(s) from lib/components.sh to run first
+#   BASE         (app) name of another definition whose image this one extends, e.g. python-base
+#   TREES=( "SRCDIR:DESTDIR[:UID]" ... )  (app) directories copied in; SRCDIR relative to the repository root
 #   ADD=( "SRC:DEST[:MODE]" ... )  files; SRC relative to testbed/images/files or absolute ($SKX_CACHE/bin/...)
 #   SYMLINKS=( "TARGET:DEST" ... ), DIRS=( "DEST[:MODE[:UID]]" ... )
 #   ENTRYPOINT / CMD (JSON lists), ENV=( "K=V" ... ), PORTS="5432/tcp ...", USER, WORKDIR, VOLUMES, STOP_SIGNAL
@@ -24,7 +26,7 @@ _debian_sources() {
 # _image_vars DEF: reset and source a definition in the current (sub)shell
 _image_load() {
   REF="" KIND="" PACKAGES="" USERS="" CUSTOMIZE="" NEEDS="" ENTRYPOINT="" CMD="" PORTS="" USER="" WORKDIR=""
-  VOLUMES="" STOP_SIGNAL="" ADD=() SYMLINKS=() DIRS=() ENV=()
+  VOLUMES="" STOP_SIGNAL="" BASE="" ADD=() SYMLINKS=() DIRS=() ENV=() TREES=()
   # shellcheck disable=SC1090
   . "$1"
 }
@@ -38,6 +40,12 @@ _image_key() { # def -> hash of definition, referenced files and binaries
       src=${a%%:*}; [ "${src#/}" = "$src" ] && src="$IMAGES_DIR/files/$src"
       sha256sum "$src" 2>/dev/null || echo "missing $src"
     done
+    local t
+    for t in "${TREES[@]}"; do
+      src=${t%%:*}; [ "${src#/}" = "$src" ] && src="$TESTBED_DIR/../$src"
+      (cd "$src" 2>/dev/null && find . -type f ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 -r sha256sum) || echo "missing $src"
+    done
+    if [ -n "$BASE" ]; then image_tar "$IMAGES_DIR/defs/$BASE.sh"; fi
   } | sha256sum | cut -c1-16
 }
 
@@ -68,9 +76,15 @@ build_image() { # def
       --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*'
       --dpkgopt='path-include=/usr/share/doc/*/copyright' --dpkgopt='path-exclude=/usr/share/locale/*'
       --dpkgopt='path-exclude=/usr/share/info/*'
-      --customize-hook='rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/* "$1"/var/log/*.log "$1"/var/cache/debconf/*-old')
+      --skip=essential/unlink
+      --setup-hook='mkdir -p "$1"/var/cache/apt/archives/'
+      --setup-hook="sync-in '$SKX_CACHE/debs' /var/cache/apt/archives/")
+    mkdir -p "$SKX_CACHE/debs"
     [ -n "$hook_users" ] && mm+=(--essential-hook="$hook_users")
     [ -n "$CUSTOMIZE" ] && mm+=(--customize-hook="$CUSTOMIZE")
+    # keep downloaded .debs for the next image (keyed by file name = package+version), then clean up
+    mm+=(--customize-hook="sync-out /var/cache/apt/archives '$SKX_CACHE/debs'"
+      --customize-hook='rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/cache/apt/archives/partial "$1"/var/lib/apt/lists/* "$1"/var/log/*.log "$1"/var/cache/debconf/*-old "$1"/var/cache/apt/*.bin')
     mm+=("$DEBIAN_SUITE" "$layer" "$(_debian_sources)")
     retry 3 nice -n 10 "${mm[@]}" >"$SKX_CACHE/images/work/$name.log" 2>&1 \
       || { tail -30 "$SKX_CACHE/images/work/$name.log" >&2; die "mmdebstrap for $REF failed"; }
@@ -85,6 +99,14 @@ build_image() { # def
       --add "$base/nsswitch.conf:/etc/nsswitch.conf:0644"
       --add "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:0644"
       --dir "/tmp:1777" --dir "/etc/ssl/certs")
+  elif [ "$KIND" = app ]; then
+    [ -n "$BASE" ] || die "$def: KIND=app needs BASE"
+    ( build_image "$IMAGES_DIR/defs/$BASE.sh" ) || die "base image $BASE failed"
+    args+=(--base "$(image_tar "$IMAGES_DIR/defs/$BASE.sh")")
+    for a in "${TREES[@]}"; do
+      src=${a%%:*}; [ "${src#/}" = "$src" ] && a="$(cd "$TESTBED_DIR/.." && pwd)/$a"
+      args+=(--add-dir "$a")
+    done
   else
     die "unknown KIND '$KIND' in $def"
   fi

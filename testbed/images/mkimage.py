@@ -24,8 +24,26 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-def add_layer_from_files(items, symlinks, dirs, out_path):
-    """items: list of (src, dest, mode); symlinks: list of (target, dest); dirs: (dest, mode, uid)."""
+def read_base(path, blobs_out):
+    """Layers (copied into blobs_out) and config of the single image in an OCI archive."""
+    with tarfile.open(path) as tar:
+        def blob(digest):
+            return tar.extractfile("blobs/sha256/" + digest.split(":", 1)[1]).read()
+        index = json.loads(tar.extractfile("index.json").read())
+        manifest = json.loads(blob(index["manifests"][0]["digest"]))
+        config = json.loads(blob(manifest["config"]["digest"]))
+        layers = []
+        for l in manifest["layers"]:
+            dst = os.path.join(blobs_out, l["digest"].split(":", 1)[1])
+            with tar.extractfile("blobs/sha256/" + l["digest"].split(":", 1)[1]) as src, open(dst, "wb") as out:
+                shutil.copyfileobj(src, out)
+            layers.append(l)
+    return layers, config
+
+
+def add_layer_from_files(items, symlinks, dirs, out_path, trees=()):
+    """items: list of (src, dest, mode); symlinks: list of (target, dest); dirs: (dest, mode, uid);
+    trees: (src_dir, dest_dir, uid) copied recursively."""
     with tarfile.open(out_path, "w", format=tarfile.PAX_FORMAT) as tar:
         seen = set()
 
@@ -63,6 +81,31 @@ def add_layer_from_files(items, symlinks, dirs, out_path):
             ti.mtime = 0
             with open(src, "rb") as f:
                 tar.addfile(ti, f)
+        for src_dir, dest_dir, uid in trees:
+            ensure_parents(dest_dir.rstrip("/") + "/x")
+            for root, dnames, fnames in os.walk(src_dir):
+                dnames[:] = sorted(d for d in dnames if d not in ("__pycache__", ".git", ".pytest_cache"))
+                rel = os.path.relpath(root, src_dir)
+                base = dest_dir.strip("/") if rel == "." else dest_dir.strip("/") + "/" + rel
+                if base not in seen:
+                    seen.add(base)
+                    ti = tarfile.TarInfo(base)
+                    ti.type = tarfile.DIRTYPE
+                    ti.mode = 0o755
+                    ti.uid = ti.gid = uid
+                    ti.mtime = 0
+                    tar.addfile(ti)
+                for fn in sorted(fnames):
+                    full = os.path.join(root, fn)
+                    if os.path.islink(full) or not os.path.isfile(full):
+                        continue
+                    ti = tarfile.TarInfo(base + "/" + fn)
+                    ti.size = os.path.getsize(full)
+                    ti.mode = os.stat(full).st_mode & 0o755 | 0o444
+                    ti.uid = ti.gid = uid
+                    ti.mtime = 0
+                    with open(full, "rb") as f:
+                        tar.addfile(ti, f)
         for target, dest in symlinks:
             ensure_parents(dest)
             ti = tarfile.TarInfo(dest.strip("/"))
@@ -76,6 +119,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ref", required=True, help="full image reference, e.g. docker.io/library/redis:7.0")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--base", default=None, help="OCI archive whose layers and config this image extends")
+    ap.add_argument("--add-dir", action="append", default=[], help="SRCDIR:DESTDIR[:UID] recursively into the top layer")
     ap.add_argument("--layer", action="append", default=[], help="tar file used as a layer (in order)")
     ap.add_argument("--add", action="append", default=[], help="SRC:DEST[:OCTALMODE] into a top layer")
     ap.add_argument("--symlink", action="append", default=[], help="TARGET:DEST into the top layer")
@@ -95,8 +140,13 @@ def main():
     try:
         blobs = os.path.join(work, "blobs", "sha256")
         os.makedirs(blobs)
+        base_layers, base_cfg = ([], {})
+        if args.base:
+            base_layers, base_config = read_base(args.base, blobs)
+            base_cfg = base_config.get("config", {})
+            base_diff_ids = base_config["rootfs"]["diff_ids"]
         layers = list(args.layer)
-        if args.add or args.symlink or args.dir:
+        if args.add or args.symlink or args.dir or args.add_dir:
             items = []
             for spec in args.add:
                 parts = spec.split(":")
@@ -109,10 +159,14 @@ def main():
                 dirs.append((parts[0], int(parts[1], 8) if len(parts) > 1 else 0o755,
                              int(parts[2]) if len(parts) > 2 else 0))
             top = os.path.join(work, "top.tar")
-            add_layer_from_files(items, links, dirs, top)
+            trees = []
+            for spec in args.add_dir:
+                parts = spec.split(":")
+                trees.append((parts[0], parts[1], int(parts[2]) if len(parts) > 2 else 0))
+            add_layer_from_files(items, links, dirs, top, trees)
             layers.append(top)
 
-        layer_descs, diff_ids = [], []
+        layer_descs, diff_ids = list(base_layers), (list(base_diff_ids) if args.base else [])
         for lp in layers:
             digest = sha256_file(lp)
             size = os.path.getsize(lp)
@@ -126,17 +180,19 @@ def main():
                                 "digest": "sha256:" + digest, "size": size})
             diff_ids.append("sha256:" + digest)
 
-        cfg = {}
+        cfg = dict(base_cfg)
         if args.entrypoint is not None:
             cfg["Entrypoint"] = json.loads(args.entrypoint)
         if args.cmd is not None:
             cfg["Cmd"] = json.loads(args.cmd)
-        env = args.env or []
+        env = list(cfg.get("Env") or [])
+        for e in args.env or []:
+            env = [x for x in env if x.split("=", 1)[0] != e.split("=", 1)[0]] + [e]
         if not any(e.startswith("PATH=") for e in env):
             env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"] + env
         cfg["Env"] = env
         if args.port:
-            cfg["ExposedPorts"] = {p: {} for p in args.port}
+            cfg["ExposedPorts"] = {**cfg.get("ExposedPorts", {}), **{p: {} for p in args.port}}
         if args.volume:
             cfg["Volumes"] = {v: {} for v in args.volume}
         if args.user:

@@ -9,13 +9,19 @@ build_all() {
   for d in $(image_defs); do
     if grep -q '^KIND=debian' "$d"; then deb_defs+=("$d"); else static_defs+=("$d"); fi
   done
-  local imglog="$SKX_CACHE/logs/images-$(date +%s).log" pid
+  local imglog="$SKX_CACHE/logs/images-$(date +%s)" pids=() q1=() q2=() i p
   mkdir -p "$SKX_CACHE/logs"
-  ( build_images "${deb_defs[@]}" ) >"$imglog" 2>&1 &
-  pid=$!
+  for i in "${!deb_defs[@]}"; do
+    if [ $((i % 2)) -eq 0 ]; then q1+=("${deb_defs[$i]}"); else q2+=("${deb_defs[$i]}"); fi
+  done
+  # two queues: mmdebstrap waits on downloads and dpkg, so two at a time use the machine better
+  ( build_images "${q1[@]}" ) >"$imglog-1.log" 2>&1 & pids+=($!)
+  if [ "${#q2[@]}" -gt 0 ]; then ( build_images "${q2[@]}" ) >"$imglog-2.log" 2>&1 & pids+=($!); fi
   build_components
   build_images "${static_defs[@]}"
-  wait "$pid" || { tail -40 "$imglog" >&2; die "Debian image builds failed (log: $imglog)"; }
+  for p in "${pids[@]}"; do
+    wait "$p" || { tail -40 "$imglog"-*.log >&2; die "Debian image builds failed (logs: $imglog-*.log)"; }
+  done
 }
 
 host_setup() {
@@ -217,20 +223,22 @@ start_node() {
     --enable-ipv4=true --enable-ipv6=false --metrics-port 0 --health-port 0 --v=1
 }
 
-import_images() {
+import_images() { # [def...]; default: all definitions. FORCE_IMPORT=1 re-imports existing refs.
   . "$TESTBED_DIR/images/build.sh"
-  local have d ref tar
+  local have d ref tar defs=("$@") n=0
+  [ "${#defs[@]}" -eq 0 ] && mapfile -t defs < <(image_defs)
   have=$(ctr_ -n k8s.io images ls -q 2>/dev/null || true)
-  for d in $(image_defs); do
+  for d in "${defs[@]}"; do
     ref=$( _image_load "$d"; echo "$REF" )
     tar=$(image_tar "$d")
-    if grep -qxF "$ref" <<<"$have"; then continue; fi
+    if [ "${FORCE_IMPORT:-0}" != 1 ] && grep -qxF "$ref" <<<"$have"; then continue; fi
     [ -f "$tar" ] || { log "image archive for $ref missing, skipping"; continue; }
-    ctr_ -n k8s.io images import --local "$tar" >/dev/null 2>&1 || ctr_ -n k8s.io images import "$tar" >/dev/null \
+    ctr_ -n k8s.io images import "$tar" >/dev/null \
       || die "import of $ref failed"
     ctr_ -n k8s.io images label "$ref" io.cri-containerd.pinned=pinned >/dev/null 2>&1 || true
+    n=$((n + 1))
   done
-  log "images imported: $(ctr_ -n k8s.io images ls -q | grep -vc '^sha256:')"
+  log "images imported: $n"
 }
 
 node_ready() { [ "$(kc get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]; }

@@ -1,0 +1,9 @@
+REF=quay.io/prometheus/pushgateway:v1.5.1
+KIND=debian
+PACKAGES="prometheus-pushgateway"
+SYMLINKS=("/usr/bin/prometheus-pushgateway:/bin/pushgateway")
+ENTRYPOINT='["/bin/pushgateway"]'
+USER=nobody
+WORKDIR=/pushgateway
+DIRS=("/pushgateway:0755:65534")
+PORTS="9091/tcp"
