@@ -133,8 +133,10 @@ def post_event(stack, payload, signature):
 class Service:
     """One app as a child process on a free loopback port."""
 
-    def __init__(self, module, env, workdir):
+    def __init__(self, module, env, workdir, wrapper=(), python=None):
         self.module = module
+        self.wrapper = list(wrapper)
+        self.python = python
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = os.path.join(workdir, f"{module}-{self.port}.log")
@@ -153,9 +155,9 @@ class Service:
         self.proc = None
 
     def start(self, wait_ready=True):
-        python = os.environ.get("SKX_APPS_PYTHON", sys.executable)
+        python = self.python or os.environ.get("SKX_APPS_PYTHON", sys.executable)
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([python, "-m", f"skx_apps.{self.module}"], env=self.env,
+        self.proc = subprocess.Popen([*self.wrapper, python, "-m", f"skx_apps.{self.module}"], env=self.env,
                                      cwd="/", stdout=self._log, stderr=subprocess.STDOUT)
         self.wait_for("/healthz", 200, 20)
         if wait_ready:

@@ -7,8 +7,11 @@ the session's shared one.
 """
 import json
 import os
+import shutil
 import signal
 import socket
+import subprocess
+import tempfile
 import time
 import uuid
 
@@ -158,3 +161,52 @@ def test_rotated_database_credentials_are_used_by_new_connections(own_postgres, 
     users = query(own_postgres, "postgres",
                   "SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = %s", (service.database,))
     assert users == [(new_role,)]
+
+
+def debian_python():
+    """/usr/bin/python3 when Debian's packages for the apps are installed."""
+    probe = subprocess.run(["/usr/bin/python3", "-c", "import psycopg, redis, jwt, prometheus_client"],
+                           capture_output=True)
+    return "/usr/bin/python3" if probe.returncode == 0 else None
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or shutil.which("setpriv") is None or os.geteuid() != 0,
+                    reason="needs root, unshare and setpriv (util-linux) to build the read-only root")
+def test_runs_as_non_root_on_a_read_only_root(own_postgres, stack, user_token):
+    """As in the pod: uid 10001, the whole filesystem read-only except
+    FILES_DIR. Uses Debian's python3 and packages, what the image holds."""
+    python = debian_python()
+    if python is None:
+        pytest.skip("Debian's packages from apps/debian-packages.txt are not installed")
+    top = tempfile.mkdtemp(prefix="skx-ro-")
+    try:
+        os.chmod(top, 0o755)
+        name = f"ro{uuid.uuid4().hex[:6]}"
+        database, role = f"{name}_db", f"{name}_owner"
+        password = create_database(own_postgres, database, role)[role]
+        secret = write_secret(os.path.join(top, "db-credentials"),
+                              db_credentials_secret(own_postgres, database, role, password))
+        files = os.path.join(top, "files")
+        os.mkdir(files)
+        for path in (secret, files, *[os.path.join(secret, p) for p in os.listdir(secret)]):
+            os.lchown(path, 10001, 10001)
+        env = {"DATABASE_HOST": own_postgres.host, "DATABASE_PORT": str(own_postgres.port),
+               "DATABASE_NAME": database, "DATABASE_CREDENTIALS_DIR": secret,
+               "INSTANCE_NAME": name, "FILES_DIR": files, "AUTH_URL": stack.auth.url}
+        # unshare execs the shell, the shell execs setpriv, setpriv execs
+        # python: SIGTERM reaches the app itself.
+        wrapper = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+                   'mount --bind "$0" "$0" && mount -o remount,bind,ro / && '
+                   'exec setpriv --reuid 10001 --regid 10001 --clear-groups "$@"', files]
+        service = Service("instance", env, top, wrapper=wrapper, python=python).start()
+        try:
+            assert service.put("/api/assets/ro.txt", data=b"written by uid 10001",
+                               headers={"Authorization": f"Bearer {user_token}"}).status_code == 201
+            assert service.get("/assets/ro.txt").content == b"written by uid 10001"
+            assert os.stat(os.path.join(files, "assets", "ro.txt")).st_uid == 10001
+            assert service.get("/readyz").status_code == 200
+        finally:
+            assert service.terminate() == 0
+        assert "Traceback" not in service.log_text()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
