@@ -37,6 +37,13 @@ def test_dump_writes_checksum_and_manifest(run_backup, tenant_db, backup_dir):
     # No password in what the job prints.
     assert "test-superuser-pw" not in run.output
 
+    plan = run_backup("plan-restore", "--database", tenant_db["name"])
+    assert plan.returncode == 0, plan
+    assert plan.result == {"ok": True, "database": tenant_db["name"], "backup": name,
+                           "sha256": digest, "size_bytes": os.path.getsize(path),
+                           "created": name.split("-")[1][:-len(".dump")], "rows": 420,
+                           "available": [name]}
+
 
 def test_restore_after_drop_gives_identical_contents(run_backup, tenant_db, postgres_server):
     db = tenant_db["name"]

@@ -462,7 +462,8 @@ def plan_restore(args):
     result = {"database": args.database, "backup": os.path.basename(path),
               "sha256": digest, "size_bytes": os.path.getsize(path),
               "created": manifest.get("created"),
-              "rows": sum(manifest.get("tables", {}).values()) if manifest else None}
+              "rows": sum(manifest.get("tables", {}).values()) if manifest else None,
+              "available": list(reversed(list_dumps(args.backup_dir, args.database)))[:30]}
     log(f"restore plan: {args.database} from {result['backup']} ({result['size_bytes']} bytes, "
         f"checksum OK)")
     return result
