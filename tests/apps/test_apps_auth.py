@@ -134,3 +134,23 @@ def test_key_rotation_accepts_the_old_key_during_the_overlap_only(stack, tmp_pat
         auth.wait_for("/readyz", 200, 5)
     finally:
         assert auth.terminate() == 0
+
+
+@pytest.mark.parametrize("kind", ["ed25519", "rsa"])
+def test_key_sets_made_by_the_collection_load(tmp_path, kind):
+    """The app role builds auth-jwt with the public_jwk filter: auth must
+    accept exactly that layout, sign with it and verify its own tokens."""
+    from ansible_collections.superkubernetex.platform.plugins.filter.jwk import public_jwk
+    from skx_apps import tokens
+    from skx_apps.auth import KeyStore
+
+    pem, _ = make_key(kind, "unused")
+    jwk = public_jwk(pem.decode())
+    write_secret(str(tmp_path / "auth-jwt"),
+                 {"current.pem": pem, "current.kid": jwk["kid"], "jwks.json": json.dumps({"keys": [jwk]})})
+    loaded = KeyStore(str(tmp_path / "auth-jwt")).load()
+    assert loaded["alg"] == jwk["alg"]
+    now = int(time.time())
+    token = tokens.sign({"sub": "u1", "iss": tokens.ISSUER, "iat": now, "exp": now + 60},
+                        loaded["key"], loaded["alg"], loaded["kid"])
+    assert tokens.verify(token, loaded["accepted"])["sub"] == "u1"
