@@ -110,9 +110,12 @@ def scram_verifier(password, salt=None, iterations=4096):
     salted = hashlib.pbkdf2_hmac('sha256', saslprep(password).encode('utf-8'), salt, iterations)
     client_key = hmac.new(salted, b'Client Key', hashlib.sha256).digest()
     server_key = hmac.new(salted, b'Server Key', hashlib.sha256).digest()
-    b64 = lambda b: base64.b64encode(b).decode('ascii')  # noqa: E731
-    return 'SCRAM-SHA-256$%d:%s$%s:%s' % (iterations, b64(salt), b64(hashlib.sha256(client_key).digest()),
-                                          b64(server_key))
+    stored_key = hashlib.sha256(client_key).digest()
+    return 'SCRAM-SHA-256$%d:%s$%s:%s' % (iterations, _b64(salt), _b64(stored_key), _b64(server_key))
+
+
+def _b64(raw):
+    return base64.b64encode(raw).decode('ascii')
 
 
 def scram_matches(verifier, password):

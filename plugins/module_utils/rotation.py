@@ -194,9 +194,9 @@ class GrafanaAdminPassword(object):
     def __init__(self, request):
         self.request = request
 
-    def _change(self, user, old, new):
-        status = self.request('PUT', '/api/user/password', user, old,
-                              dict(oldPassword=old, newPassword=new, confirmNew=new))
+    def _change(self, user, from_password, to_password):
+        status = self.request('PUT', '/api/user/password', user, from_password,
+                              dict(oldPassword=from_password, newPassword=to_password, confirmNew=to_password))
         if status != 200:
             raise RotationError('Grafana refused the password change (HTTP %s)' % status)
 

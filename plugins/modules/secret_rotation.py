@@ -52,7 +52,7 @@ description:
     port-forward opened through the Kubernetes API (see O(port_forward),
     O(redis.pod), O(grafana.pod)); nothing is exposed outside the cluster.
 author:
-  - SuperKuberneteX platform team
+  - SuperKuberneteX platform team (@superkubernetex)
 options:
   kind:
     description: What the credential is.
@@ -399,7 +399,7 @@ def main():
     argument_spec.update(postgres_argument_spec())
     argument_spec.update(
         kind=dict(type='str', required=True, choices=list(ROTATED_KEYS)),
-        secrets=dict(type='list', elements='dict', required=True, options=dict(
+        secrets=dict(type='list', elements='dict', required=True, no_log=False, options=dict(
             namespace=dict(type='str', required=True), name=dict(type='str', required=True))),
         restart=dict(type='list', elements='dict', default=[], options=dict(
             kind=dict(type='str', default='Deployment', choices=['Deployment', 'StatefulSet', 'DaemonSet']),
@@ -415,7 +415,7 @@ def main():
             url=dict(type='str', default='http://127.0.0.1:3000'), port=dict(type='int', default=3000),
             namespace=dict(type='str'), pod=dict(type='str'))),
         jwt_algorithm=dict(type='str', default='EdDSA', choices=['EdDSA', 'RS256']),
-        jwt_token_ttl=dict(type='int', default=3600),
+        jwt_token_ttl=dict(type='int', default=3600, no_log=False),
         stripe_secret_key=dict(type='str', no_log=True),
         stripe_webhook_secret=dict(type='str', no_log=True),
         stripe_api_base=dict(type='str'),

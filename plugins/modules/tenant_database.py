@@ -34,7 +34,7 @@ description:
     in check mode they, and what depends on them, are computed and reported,
     not executed.
 author:
-  - SuperKuberneteX platform team
+  - SuperKuberneteX platform team (@superkubernetex)
 options:
   name:
     description:
@@ -209,6 +209,7 @@ from ansible_collections.superkubernetex.platform.plugins.module_utils.postgres 
 NAME_RE = re.compile(r'^[a-z_][a-z0-9_]{0,62}$')
 WORD_RE = re.compile(r'^[A-Za-z0-9_.@-]+$')
 ROLE_LIMITS = 'NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS'
+PRIVILEGED = ('rolsuper', 'rolcreatedb', 'rolcreaterole', 'rolreplication', 'rolbypassrls')
 RELATIONS_SQL = ("SELECT count(*) AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                  "WHERE n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'")
 
@@ -303,8 +304,7 @@ def plan_roles(p, roles, stmts):
     owner = roles.get(p['owner'])
     if owner is None:
         stmts.add('CREATE ROLE %s NOLOGIN %s' % (q(p['owner']), ROLE_LIMITS))
-    elif owner['rolcanlogin'] or any(owner[a] for a in ('rolsuper', 'rolcreatedb', 'rolcreaterole',
-                                                         'rolreplication', 'rolbypassrls')):
+    elif owner['rolcanlogin'] or any(owner[a] for a in PRIVILEGED):
         stmts.add('ALTER ROLE %s NOLOGIN %s' % (q(p['owner']), ROLE_LIMITS))
     for name in p['login_roles']:
         role = roles.get(name)
@@ -318,8 +318,7 @@ def plan_roles(p, roles, stmts):
             role = dict(member_of=[], settings=[])
         else:
             if (not role['rolcanlogin'] or not role['rolinherit'] or role['rolconnlimit'] != p['connection_limit']
-                    or any(role[a] for a in ('rolsuper', 'rolcreatedb', 'rolcreaterole', 'rolreplication',
-                                             'rolbypassrls'))):
+                    or any(role[a] for a in PRIVILEGED)):
                 stmts.add('ALTER ROLE %s %s' % (q(name), attrs))
             if password and p['update_password'] == 'always' and not scram_matches(role['rolpassword'], password):
                 stmts.add('ALTER ROLE %s PASSWORD %%s' % q(name), secret=scram_verifier(password))
@@ -399,8 +398,8 @@ def ensure_present(module, params):
     roles = read_roles(cursor, names)
     db = read_database(cursor, p['name'])
     if db is not None:
-        mismatch = [(k, db[col]) for k, col in (('encoding', 'encoding'), ('locale', 'datcollate'),
-                                                  ('locale', 'datctype')) if db[col] != p[k]]
+        checks = (('encoding', 'encoding'), ('locale', 'datcollate'), ('locale', 'datctype'))
+        mismatch = [(k, db[col]) for k, col in checks if db[col] != p[k]]
         if mismatch:
             module.fail_json(msg='Database %s exists with %s; PostgreSQL cannot change it in place. Set %s to '
                                  'match, or dump and recreate the database.'
