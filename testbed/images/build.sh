@@ -49,6 +49,10 @@ _image_key() { # def -> hash of definition, referenced files and binaries
   } | sha256sum | cut -c1-16
 }
 
+_rootfs_key() { # hash of what goes into a Debian root filesystem (definition vars already loaded)
+  printf '%s\n' "$DEBIAN_SUITE" "$PACKAGES" "$USERS" "$CUSTOMIZE" | sha256sum | cut -c1-16
+}
+
 image_tar() { # def -> path of the cached archive (may not exist yet)
   local def=$1 name; name=$(basename "$def" .sh)
   ( _image_load "$def"; echo "$SKX_CACHE/images/$name-$(_image_key "$def").tar" )
@@ -64,7 +68,9 @@ build_image() { # def
   log "building image $REF ($KIND)"
   local args=(--ref "$REF" --out "$out") layer="" a src
   if [ "$KIND" = debian ]; then
-    layer="$SKX_CACHE/images/work/$name-rootfs.tar"
+    # the root filesystem is cached on its own, so repacking (new files, entrypoint) is cheap
+    layer="$SKX_CACHE/images/rootfs/$name-$(_rootfs_key).tar"
+    mkdir -p "$SKX_CACHE/images/rootfs"
     local hook_users="" u uname uid gid home
     for u in $USERS; do
       IFS=: read -r uname uid gid home <<<"$u"
@@ -86,8 +92,13 @@ build_image() { # def
     mm+=(--customize-hook="sync-out /var/cache/apt/archives '$SKX_CACHE/debs'"
       --customize-hook='rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/cache/apt/archives/partial "$1"/var/lib/apt/lists/* "$1"/var/log/*.log "$1"/var/cache/debconf/*-old "$1"/var/cache/apt/*.bin')
     mm+=("$DEBIAN_SUITE" "$layer" "$(_debian_sources)")
-    retry 3 nice -n 10 "${mm[@]}" >"$SKX_CACHE/images/work/$name.log" 2>&1 \
-      || { tail -30 "$SKX_CACHE/images/work/$name.log" >&2; die "mmdebstrap for $REF failed"; }
+    if [ ! -f "$layer" ]; then
+      mm[-2]="$layer.tmp.tar"
+      retry 3 nice -n 10 "${mm[@]}" >"$SKX_CACHE/images/work/$name.log" 2>&1 \
+        || { tail -30 "$SKX_CACHE/images/work/$name.log" >&2; die "mmdebstrap for $REF failed"; }
+      mv "$layer.tmp.tar" "$layer"
+      find "$SKX_CACHE/images/rootfs" -maxdepth 1 -name "$name-*.tar" ! -path "$layer" -delete
+    fi
     args+=(--layer "$layer")
   elif [ "$KIND" = static ]; then
     local base="$SKX_CACHE/images/work/static-base"
@@ -126,7 +137,6 @@ build_image() { # def
   [ -n "$STOP_SIGNAL" ] && args+=(--stop-signal "$STOP_SIGNAL")
   python3 "$IMAGES_DIR/mkimage.py" "${args[@]}" --label "org.opencontainers.image.source=superkubernetex testbed" \
     || die "packing $REF failed"
-  rm -f "$layer"
   # drop archives of older definitions of this image
   find "$SKX_CACHE/images" -maxdepth 1 -name "$name-*.tar" ! -path "$out" -delete
 }

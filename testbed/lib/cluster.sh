@@ -213,9 +213,12 @@ start_node() {
   wait_for containerd 60 ctr_ version
   start_daemon kubelet env PATH="$cbin:$PATH" "$(bin_k8s kubelet)" \
     --config "$SKX_STATE/kubelet.yaml" --kubeconfig "$SKX_STATE/kubelet.kubeconfig" \
-    --root-dir "$SKX_STATE/kubelet" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" \
-    --node-labels "node-role.kubernetes.io/control-plane=true,node-role.kubernetes.io/master=true" --v=1
+    --root-dir "$SKX_STATE/kubelet" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --v=1
   start_daemon kube-proxy "$(bin_k8s kube-proxy)" --config "$SKX_STATE/kube-proxy.yaml" --v=1
+}
+
+# after the node is registered (kube-router looks its node up at start)
+start_netpol() {
   # NetworkPolicy enforcement: kube-router's policy controller only, as k3s embeds it.
   start_daemon kube-router "$SKX_CACHE/bin/kube-router-$KUBE_ROUTER_VERSION/kube-router" \
     --kubeconfig "$SKX_STATE/kube-router.kubeconfig" --hostname-override "$NODE_NAME" \
@@ -243,7 +246,12 @@ import_images() { # [def...]; default: all definitions. FORCE_IMPORT=1 re-import
 
 node_ready() { [ "$(kc get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]; }
 
-wait_node_ready() { wait_for "node $NODE_NAME Ready" 240 node_ready; }
+wait_node_ready() {
+  wait_for "node $NODE_NAME Ready" 240 node_ready
+  # role labels as a k3s server node has them (kubelet may not set node-role.* itself)
+  kc label node "$NODE_NAME" --overwrite node-role.kubernetes.io/control-plane=true \
+    node-role.kubernetes.io/master=true >/dev/null
+}
 
 deploy_addons() {
   local f
