@@ -19,6 +19,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 FILES = os.path.join(ROOT, "roles", "backups", "files")
 SCRIPT = os.path.join(FILES, "skx_backup.py")
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+# The toolbox image runs Debian's python3 with the standard library only: so
+# do the tests (isolated mode, outside the virtualenv).
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
 
 class BackupRun:
@@ -66,7 +69,7 @@ def run_backup(postgres_server, redis_server, backup_dir, tmp_path):
             "PYTHONDONTWRITEBYTECODE": "1",
         }
         full_env.update(env or {})
-        proc = subprocess.run([sys.executable, SCRIPT, *args], env=full_env, timeout=timeout,
+        proc = subprocess.run([PYTHON, "-I", SCRIPT, *args], env=full_env, timeout=timeout,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         return BackupRun(proc)
 

@@ -241,3 +241,20 @@ def test_bad_database_name_is_refused(run_backup, args):
     run = run_backup(*args)
     assert run.returncode == 2
     assert "--database" in run.result["msg"]
+
+
+def test_swap_closes_the_connections_left_on_the_database(run_backup, tenant_db, postgres_server):
+    """A client still connected when the swap comes (a pod slow to stop) is
+    disconnected; its next connection lands on the restored database."""
+    db = tenant_db["name"]
+    assert run_backup("pg-dump", "--database", db).returncode == 0
+    sql(postgres_server, db, "DELETE FROM assets")
+    dsn = postgres_server.dsn(db, tenant_db["owner"], tenant_db["password"])
+    lingering = psycopg.connect(dsn, autocommit=True)
+    assert lingering.execute("SELECT count(*) FROM assets").fetchone()[0] == 0
+    run = run_backup("restore", "--database", db, "--swap")
+    assert run.returncode == 0, run
+    with pytest.raises(psycopg.OperationalError):
+        lingering.execute("SELECT 1")
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM assets").fetchone()[0] == 300
