@@ -74,7 +74,11 @@ class KubeSecretStore(object):
             self.data[(namespace, name)] = dict(
                 (k, base64.b64decode(v).decode('utf-8')) for k, v in (secret.data or {}).items())
         for kind, namespace, name in self.workloads:
-            self._call('read', kind, namespace, name)
+            # A workload that is not healthy now would make the rotation wait
+            # for nothing and then undo it: refuse before changing anything.
+            if not rolled_out(kind, self._call('read', kind, namespace, name)):
+                raise RuntimeError('%s %s/%s is not fully rolled out and available; fix it before rotating'
+                                   % (kind, namespace, name))
         return dict(self.data[self.secrets[0]])
 
     def publish(self, data, dry_run=False):

@@ -432,11 +432,14 @@ def main():
     try:
         current = store.read()
     except Exception as e:
-        hint = ('Create them first (the role that deploys the component does).' if getattr(e, 'status', None) == 404
-                else 'Check kubeconfig, context and RBAC (get/patch secrets and workloads).')
-        module.fail_json(msg='Cannot read the Secrets %s or workloads %s: %s. %s'
-                             % (', '.join(names), ', '.join(workloads) or 'none', getattr(e, 'reason', None)
-                                or to_native(e), hint))
+        hint = ''
+        if getattr(e, 'status', None) == 404:
+            hint = 'Create them first (the role that deploys the component does).'
+        elif not isinstance(e, RuntimeError):
+            hint = 'Check kubeconfig, context and RBAC (get/patch secrets and workloads).'
+        reason = getattr(e, 'reason', None) or to_native(e)
+        module.fail_json(msg=('Cannot rotate %s (workloads: %s), nothing changed: %s. %s'
+                              % (', '.join(names), ', '.join(workloads) or 'none', reason, hint)).strip())
     known = [current.get(k) for k in ('password', 'current.pem', 'secret_key')]
     known += current.get('webhook_secrets', '').split()
     new = p['value'] or generate_password(p['password_length'])
