@@ -22,7 +22,7 @@ def _ensure_collection_link():
         os.symlink("../../..", link)
 
 
-def render(outdir, *extra_args):
+def render(outdir, *extra_args, check=True):
     """Run tests/monitoring/render.yml in render mode into outdir."""
     _ensure_collection_link()
     ansible = os.path.join(ROOT, ".venv", "bin", "ansible-playbook")
@@ -33,6 +33,8 @@ def render(outdir, *extra_args):
          # Check the settings of the two roles rendered here only.
          "-e", '{"platform_roles": ["monitoring", "logging"]}', *extra_args],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if not check:
+        return proc
     assert proc.returncode == 0, f"render failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
     return outdir
 
@@ -51,10 +53,12 @@ def rendered(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def rendered_defaults(tmp_path_factory):
-    """Only the Alertmanager manifests, rendered with the role defaults."""
+    """The Alertmanager, Grafana and network manifests, rendered with the
+    role defaults and Grafana disabled (as on the testbed)."""
     out = tmp_path_factory.mktemp("render-defaults")
     os.makedirs(out / "monitoring")
-    return render(str(out), "--tags", "monitoring_alertmanager")
+    return render(str(out), "--tags", "monitoring_alertmanager,monitoring_grafana,monitoring_network",
+                  "-e", "monitoring_grafana_enabled=false")
 
 
 def configmap_data(outdir, component, filename, key):
