@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import run_ansible
+from static_support import run_ansible
 
 
 def render_with(tmp_path, **extra):
@@ -54,6 +54,19 @@ def test_a_missing_stripe_vault_secret_is_named(tmp_path):
         "    - ansible.builtin.include_role:\n        name: superkubernetex.platform.app\n"
         "        tasks_from: preflight.yml\n      vars:\n        app_name: payment\n"
         "        app_stripe_secret_key: '{{ vault_stripe_secret_key }}'\n")
+    proc = run_ansible("ansible-playbook", str(playbook), "-i", "localhost,", "-c", "local", check=False)
+    assert proc.returncode != 0
+    assert "'vault_stripe_secret_key' is undefined" in proc.stdout
+    assert "vault.example.yml" in proc.stdout
+
+
+def test_an_empty_stripe_key_is_named(tmp_path):
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.include_role:\n        name: superkubernetex.platform.app\n"
+        "        tasks_from: preflight.yml\n      vars:\n        app_name: payment\n"
+        "        app_stripe_secret_key: ''\n")
     proc = run_ansible("ansible-playbook", str(playbook), "-i", "localhost,", "-c", "local", check=False)
     assert proc.returncode != 0
     assert "app_stripe_secret_key and app_stripe_webhook_secret must be set" in proc.stdout
