@@ -208,3 +208,47 @@ def test_restore_refuses_bad_input_before_contacting_the_cluster(extra, message)
 
 def test_restore_playbook_syntax():
     ansible("ansible-playbook", "-i", "inventories/local", "--syntax-check", "playbooks/restore.yml")
+
+
+def closed_kubeconfig(tmp_path):
+    """A kubeconfig whose API server does not listen: the apply path runs up
+    to the first request, so its templating is exercised without a cluster."""
+    from lib.servers import free_port
+
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "nowhere",
+        "clusters": [{"name": "nowhere", "cluster": {"server": f"https://127.0.0.1:{free_port()}",
+                                                      "insecure-skip-tls-verify": True}}],
+        "contexts": [{"name": "nowhere", "context": {"cluster": "nowhere", "user": "nobody"}}],
+        "users": [{"name": "nobody", "user": {"token": "none"}}]}))
+    return path
+
+
+def only_connection_errors(out, task):
+    section = out[out.index(task):]
+    assert "Connection refused" in section or "Max retries exceeded" in section, section[:3000]
+    for sign in ("AnsibleTemplateError", "not found in search path", "is undefined", "AnsibleUndefinedVariable"):
+        assert sign not in out, out[-3000:]
+
+
+def test_restore_gets_as_far_as_the_cluster_with_valid_input(tmp_path):
+    """Valid input passes the preflight and the check Job's manifest renders
+    through kubernetes.core.k8s; the run stops only at the closed API."""
+    proc = ansible("ansible-playbook", "-i", "inventories/local", "playbooks/restore.yml", "--check",
+                   "-e", "skx_restore_instance=instance2", "-e", f"platform_kubeconfig={closed_kubeconfig(tmp_path)}",
+                   check=False)
+    assert proc.returncode != 0
+    only_connection_errors(proc.stdout, "TASK [superkubernetex.platform.backups : Start the Job of the restore step plan]")
+
+
+def test_apply_path_renders_every_manifest_through_the_k8s_module(tmp_path):
+    play = tmp_path / "apply.yml"
+    play.write_text("- name: Apply the backups role\n  hosts: localhost\n  gather_facts: false\n"
+                    "  roles:\n    - role: superkubernetex.platform.backups\n")
+    proc = ansible("ansible-playbook", "-i", "inventories/local", str(play),
+                   "-e", f"platform_kubeconfig={closed_kubeconfig(tmp_path)}", check=False)
+    assert proc.returncode != 0
+    only_connection_errors(proc.stdout, "TASK [superkubernetex.platform.backups : Apply the backup manifests]")
+    for item in ("persistentvolumeclaim.yaml", "configmap.yaml", "cronjob.yaml"):
+        assert f"item={item}" in proc.stdout or f"item: {item}" in proc.stdout, proc.stdout[-3000:]
