@@ -56,7 +56,6 @@ def rendered_defaults(tmp_path_factory):
     """The Alertmanager, Grafana and network manifests, rendered with the
     role defaults and Grafana disabled (as on the testbed)."""
     out = tmp_path_factory.mktemp("render-defaults")
-    os.makedirs(out / "monitoring")
     return render(str(out), "--tags", "monitoring_alertmanager,monitoring_grafana,monitoring_network",
                   "-e", "monitoring_grafana_enabled=false")
 

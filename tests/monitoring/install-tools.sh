@@ -4,6 +4,8 @@
 #   promtool      2.42.0 with Kubernetes service discovery (Debian's promtool
 #                 is built without it and rejects kubernetes_sd_configs)
 #   victoria-logs, vlagent  v1.52.1 (the log store and collector)
+#   prometheus-k8s  Prometheus 2.42.0 with Kubernetes SD, with --with-prometheus
+#                 (the testbed test runs it against the cluster from here)
 # Debian packages used as they are: prometheus, prometheus-alertmanager (amtool).
 set -euo pipefail
 BIN=${SKX_BIN:-/var/cache/skx/bin}
@@ -32,6 +34,12 @@ module skx/promtool
 go 1.21
 
 require github.com/prometheus/prometheus $PROM_VERSION
+
+// As Prometheus' own go.mod: client-go logs through go-kit.
+replace (
+	k8s.io/klog => github.com/simonpasquier/klog-gokit v0.3.0
+	k8s.io/klog/v2 => github.com/simonpasquier/klog-gokit/v3 v3.0.0
+)
 MOD
   cat > tools.go <<'GO'
 //go:build tools
@@ -42,6 +50,13 @@ import _ "github.com/prometheus/prometheus/cmd/promtool"
 GO
   go mod tidy
   nice -n 19 go install github.com/prometheus/prometheus/cmd/promtool
+fi
+# Prometheus itself, for the testbed test run from this machine (optional).
+if [ "${1:-}" = "--with-prometheus" ] && [ ! -x "$BIN/prometheus-k8s" ]; then
+  cd "$SRC/promtool"
+  sed -i 's#^import _ "github.com/prometheus/prometheus/cmd/promtool"#import (\n\t_ "github.com/prometheus/prometheus/cmd/prometheus"\n\t_ "github.com/prometheus/prometheus/cmd/promtool"\n)#' tools.go
+  go mod tidy
+  nice -n 19 go build -o "$BIN/prometheus-k8s" github.com/prometheus/prometheus/cmd/prometheus
 fi
 "$BIN/promtool" --version | head -1
 "$BIN/victoria-logs" -version

@@ -1,0 +1,173 @@
+"""The rendered scrape configuration against the real testbed cluster.
+
+Prometheus 2.42 (built from its Go module with Kubernetes service discovery,
+as the production image has it) runs on this machine with the rendered
+prometheus.yml, reaching the testbed's API server with the admin kubeconfig
+instead of a service account. A throwaway tenant namespace holds one pod that
+serves app-shaped metrics. Checked: the pod is discovered through its
+annotations and labelled instance=<tenant>, the kubelet and cAdvisor answer
+through the API server proxy, and cAdvisor series of the tenant namespace
+carry instance=<tenant> too.
+
+Skipped when no testbed is up; SKX_TESTBED_REQUIRED=1 makes that a failure.
+"""
+import base64
+import os
+import re
+import socket
+import subprocess
+import time
+import uuid
+
+import pytest
+import requests
+import yaml
+
+from conftest import BIN, HERE, render, configmap_data
+
+KUBECONFIG = os.environ.get("SKX_TESTBED_KUBECONFIG", "/var/lib/skx-testbed/admin.kubeconfig")
+TENANT = "obs" + uuid.uuid4().hex[:6]
+NAMESPACE = f"skx-{TENANT}"
+BUSYBOX = "docker.io/library/busybox:1.35.0"
+
+
+def _kubectl(*args, **kw):
+    kubectl = "/var/cache/skx-testbed/bin/kubectl"
+    kubectl = kubectl if os.path.exists(kubectl) else "kubectl"
+    return subprocess.run([kubectl, f"--kubeconfig={KUBECONFIG}", *args], capture_output=True,
+                          text=True, timeout=120, **kw)
+
+
+def _testbed_up():
+    if not os.path.exists(KUBECONFIG):
+        return False
+    return _kubectl("get", "--raw", "/readyz").returncode == 0
+
+
+pytestmark = pytest.mark.skipif(
+    not _testbed_up() and os.environ.get("SKX_TESTBED_REQUIRED") != "1",
+    reason="no testbed up (testbed/up); SKX_TESTBED_REQUIRED=1 makes this a failure")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+POD = f"""
+apiVersion: v1
+kind: Pod
+metadata:
+  name: app
+  namespace: {NAMESPACE}
+  labels: {{app.kubernetes.io/name: instance, app.kubernetes.io/instance: {TENANT}}}
+  annotations: {{prometheus.io/scrape: "true", prometheus.io/port: "8080", prometheus.io/path: /metrics}}
+spec:
+  automountServiceAccountToken: false
+  securityContext: {{runAsNonRoot: true, runAsUser: 65534, seccompProfile: {{type: RuntimeDefault}}}}
+  containers:
+    - name: app
+      image: {BUSYBOX}
+      imagePullPolicy: IfNotPresent
+      command: [sh, -c]
+      args:
+        - mkdir -p /tmp/www && printf '%s\\n'
+          'http_requests_total{{service="instance",instance="{TENANT}",route="/",code="200"}} 7'
+          > /tmp/www/metrics && exec httpd -f -p 8080 -h /tmp/www
+      ports: [{{containerPort: 8080}}]
+      resources: {{requests: {{cpu: 10m, memory: 16Mi}}, limits: {{cpu: 100m, memory: 32Mi}}}}
+      securityContext: {{allowPrivilegeEscalation: false, readOnlyRootFilesystem: false, capabilities: {{drop: [ALL]}}}}
+"""
+
+
+def _out_of_cluster(config, tmp):
+    """In-cluster service-account access becomes the admin kubeconfig."""
+    with open(KUBECONFIG) as f:
+        kube = yaml.safe_load(f)
+    cluster, user = kube["clusters"][0]["cluster"], kube["users"][0]["user"]
+    for key, name in (("certificate-authority-data", "ca.crt"), ("client-certificate-data", "client.crt"),
+                      ("client-key-data", "client.key")):
+        source = cluster if key.startswith("certificate-authority") else user
+        (tmp / name).write_bytes(base64.b64decode(source[key]))
+    server = cluster["server"].split("//", 1)[1]
+    config["global"]["scrape_interval"] = "2s"
+    config["global"]["evaluation_interval"] = "2s"
+    config["rule_files"] = []
+    for job in config["scrape_configs"]:
+        for sd in job.get("kubernetes_sd_configs", []):
+            sd["kubeconfig_file"] = KUBECONFIG
+        if job["job_name"] in ("kubelet", "cadvisor"):
+            job["tls_config"] = {"ca_file": str(tmp / "ca.crt"), "cert_file": str(tmp / "client.crt"),
+                                 "key_file": str(tmp / "client.key")}
+            job.pop("authorization")
+            for rule in job["relabel_configs"]:
+                if rule.get("replacement") == "kubernetes.default.svc:443":
+                    rule["replacement"] = server
+    return config
+
+
+@pytest.fixture(scope="module")
+def testbed_prometheus(tmp_path_factory, tools):
+    binary = os.path.join(BIN, "prometheus-k8s")
+    if not os.access(binary, os.X_OK):
+        proc = subprocess.run(["bash", os.path.join(HERE, "install-tools.sh"), "--with-prometheus"],
+                              capture_output=True, text=True, timeout=3000)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    tmp = tmp_path_factory.mktemp("testbed")
+    out = render(str(tmp / "render"), "--tags", "monitoring_prometheus",
+                 "-e", '{"platform_instances": [{"name": "%s"}]}' % TENANT)
+    config = yaml.safe_load(configmap_data(out, "monitoring", "prometheus-config.yaml", "prometheus.yml"))
+    (tmp / "prometheus.yml").write_text(yaml.safe_dump(_out_of_cluster(config, tmp)))
+    created = _kubectl("create", "namespace", NAMESPACE)
+    assert created.returncode == 0, created.stderr
+    port = _free_port()
+    proc = None
+    try:
+        applied = _kubectl("apply", "-f", "-", input=POD)
+        assert applied.returncode == 0, applied.stderr
+        ready = _kubectl("-n", NAMESPACE, "wait", "--for=condition=Ready", "pod/app", "--timeout=90s")
+        assert ready.returncode == 0, ready.stderr + _kubectl("-n", NAMESPACE, "describe", "pod", "app").stdout
+        proc = subprocess.Popen(
+            [binary, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL, stderr=open(tmp / "log", "w"))
+        yield f"http://127.0.0.1:{port}", tmp
+    finally:
+        if proc:
+            proc.terminate()
+            proc.wait(30)
+        _kubectl("delete", "namespace", NAMESPACE, "--wait=false")
+
+
+def _poll(url, query, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = requests.get(f"{url}/api/v1/query", params={"query": query}, timeout=5).json()["data"]["result"]
+            if result:
+                return result
+        except requests.ConnectionError:
+            pass
+        time.sleep(2)
+    return []
+
+
+def test_a_tenant_pod_is_discovered_by_annotation_and_labelled_with_its_instance(testbed_prometheus):
+    url, tmp = testbed_prometheus
+    up = _poll(url, f'up{{job="kubernetes-pods", namespace="{NAMESPACE}"}} == 1')
+    assert up, (tmp / "log").read_text()[-3000:]
+    labels = up[0]["metric"]
+    assert labels["instance"] == TENANT and labels["pod"] == "app" and labels["service"] == "instance"
+    assert _poll(url, f'http_requests_total{{instance="{TENANT}", service="instance", namespace="{NAMESPACE}"}}')
+
+
+def test_kubelet_and_cadvisor_answer_through_the_api_server_proxy(testbed_prometheus):
+    url, tmp = testbed_prometheus
+    for job in ("kubelet", "cadvisor"):
+        assert _poll(url, f'up{{job="{job}"}} == 1'), f"{job} down: " + (tmp / "log").read_text()[-2000:]
+    tenant = _poll(url, f'container_cpu_usage_seconds_total{{job="cadvisor", namespace="{NAMESPACE}"}}')
+    assert tenant and all(s["metric"]["instance"] == TENANT for s in tenant)
+    system = _poll(url, 'container_cpu_usage_seconds_total{job="cadvisor", namespace="kube-system"}')
+    nodes = _kubectl("get", "nodes", "-o", "jsonpath={.items[*].metadata.name}").stdout.split()
+    assert system and all(s["metric"]["instance"] in nodes for s in system)
