@@ -216,6 +216,8 @@ class PgConfig:
             env["PGUSER"] = read_secret_file(args.pg_credentials_dir, "username")
             env["PGPASSWORD"] = read_secret_file(args.pg_credentials_dir, "password")
         env.setdefault("PGCONNECT_TIMEOUT", "10")
+        # Notices on stderr could fill the pipe of a long psql session.
+        env.setdefault("PGOPTIONS", "-c client_min_messages=warning")
         env["PGAPPNAME"] = "skx-backup"
         self.env = env
 
