@@ -93,6 +93,7 @@ def _out_of_cluster(config, tmp):
     server = cluster["server"].split("//", 1)[1]
     config["global"]["scrape_interval"] = "2s"
     config["global"]["evaluation_interval"] = "2s"
+    config["global"]["scrape_timeout"] = "2s"
     config["rule_files"] = []
     for job in config["scrape_configs"]:
         for sd in job.get("kubernetes_sd_configs", []):
@@ -119,24 +120,29 @@ def testbed_prometheus(tmp_path_factory, tools):
                  "-e", '{"platform_instances": [{"name": "%s"}]}' % TENANT)
     config = yaml.safe_load(configmap_data(out, "monitoring", "prometheus-config.yaml", "prometheus.yml"))
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(_out_of_cluster(config, tmp)))
+    port = _free_port()
+    proc = subprocess.Popen(
+        [binary, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=open(tmp / "log", "w"))
+    try:
+        yield f"http://127.0.0.1:{port}", tmp
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def tenant_pod():
     created = _kubectl("create", "namespace", NAMESPACE)
     assert created.returncode == 0, created.stderr
-    port = _free_port()
-    proc = None
     try:
         applied = _kubectl("apply", "-f", "-", input=POD)
         assert applied.returncode == 0, applied.stderr
         ready = _kubectl("-n", NAMESPACE, "wait", "--for=condition=Ready", "pod/app", "--timeout=90s")
-        assert ready.returncode == 0, ready.stderr + _kubectl("-n", NAMESPACE, "describe", "pod", "app").stdout
-        proc = subprocess.Popen(
-            [binary, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL, stderr=open(tmp / "log", "w"))
-        yield f"http://127.0.0.1:{port}", tmp
+        assert ready.returncode == 0, ready.stderr + _kubectl("-n", NAMESPACE, "describe", "pod", "app").stdout[-2000:]
+        yield NAMESPACE
     finally:
-        if proc:
-            proc.terminate()
-            proc.wait(30)
         _kubectl("delete", "namespace", NAMESPACE, "--wait=false")
 
 
@@ -153,21 +159,22 @@ def _poll(url, query, timeout=90):
     return []
 
 
-def test_a_tenant_pod_is_discovered_by_annotation_and_labelled_with_its_instance(testbed_prometheus):
+def test_kubelet_and_cadvisor_answer_through_the_api_server_proxy(testbed_prometheus):
+    url, tmp = testbed_prometheus
+    for job in ("kubelet", "cadvisor"):
+        assert _poll(url, f'up{{job="{job}"}} == 1'), f"{job} down: " + (tmp / "log").read_text()[-2000:]
+    nodes = _kubectl("get", "nodes", "-o", "jsonpath={.items[*].metadata.name}").stdout.split()
+    up = _poll(url, 'up{job="cadvisor"}')
+    assert sorted(s["metric"]["instance"] for s in up) == sorted(nodes)
+
+
+def test_a_tenant_pod_is_discovered_by_annotation_and_labelled_with_its_instance(testbed_prometheus, tenant_pod):
     url, tmp = testbed_prometheus
     up = _poll(url, f'up{{job="kubernetes-pods", namespace="{NAMESPACE}"}} == 1')
     assert up, (tmp / "log").read_text()[-3000:]
     labels = up[0]["metric"]
     assert labels["instance"] == TENANT and labels["pod"] == "app" and labels["service"] == "instance"
     assert _poll(url, f'http_requests_total{{instance="{TENANT}", service="instance", namespace="{NAMESPACE}"}}')
-
-
-def test_kubelet_and_cadvisor_answer_through_the_api_server_proxy(testbed_prometheus):
-    url, tmp = testbed_prometheus
-    for job in ("kubelet", "cadvisor"):
-        assert _poll(url, f'up{{job="{job}"}} == 1'), f"{job} down: " + (tmp / "log").read_text()[-2000:]
-    tenant = _poll(url, f'container_cpu_usage_seconds_total{{job="cadvisor", namespace="{NAMESPACE}"}}')
-    assert tenant and all(s["metric"]["instance"] == TENANT for s in tenant)
-    system = _poll(url, 'container_cpu_usage_seconds_total{job="cadvisor", namespace="kube-system"}')
-    nodes = _kubectl("get", "nodes", "-o", "jsonpath={.items[*].metadata.name}").stdout.split()
-    assert system and all(s["metric"]["instance"] in nodes for s in system)
+    # cAdvisor series of the tenant's containers carry the tenant too.
+    cpu = _poll(url, f'container_cpu_usage_seconds_total{{job="cadvisor", namespace="{NAMESPACE}"}}')
+    assert cpu and all(s["metric"]["instance"] == TENANT for s in cpu)
