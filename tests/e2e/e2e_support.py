@@ -1,0 +1,92 @@
+"""Helpers for the end-to-end tests: real HTTPS through the ingress on
+127.0.0.1 (curl with --resolve, so SNI and certificate checks are real),
+kubectl against the cluster, psql inside the PostgreSQL pod."""
+import base64
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+INVENTORY = os.path.join(ROOT, "inventories", "testbed", "group_vars", "all", "main.yml")
+SETTINGS = yaml.safe_load(open(INVENTORY))
+DOMAIN = SETTINGS["platform_domain"]
+CA = os.path.expanduser(f"~/.superkubernetex/pki/{DOMAIN}/ca.crt")
+KUBECTL = shutil.which("kubectl") or "/var/cache/skx-testbed/bin/kubectl"
+INGRESS_ADDRESS = os.environ.get("SKX_INGRESS_ADDRESS", "127.0.0.1")
+
+HOSTS = {
+    "frontend": DOMAIN, "auth": f"auth.{DOMAIN}", "payment": f"pay.{DOMAIN}",
+    "instance1": f"inst1.{DOMAIN}", "instance2": f"inst2.{DOMAIN}", "instance3": f"inst3.{DOMAIN}",
+}
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status, self.headers, self.body = status, headers, body
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def https(host, path="/", method="GET", body=None, headers=None, timeout=10):
+    """One HTTPS request to host through the ingress, certificate checked against our CA."""
+    cmd = ["curl", "-sS", "--max-time", str(timeout), "--cacert", CA,
+           "--resolve", f"{host}:443:{INGRESS_ADDRESS}", "-X", method, "-D", "-", "-o", "-",
+           f"https://{host}{path}"]
+    for key, value in (headers or {}).items():
+        cmd += ["-H", f"{key}: {value}"]
+    data = None
+    if body is not None:
+        if isinstance(body, (bytes, str)):
+            data = body.encode() if isinstance(body, str) else body
+        else:
+            data = json.dumps(body).encode()
+            cmd += ["-H", "Content-Type: application/json"]
+        cmd += ["--data-binary", "@-"]
+    proc = subprocess.run(cmd, input=data, capture_output=True)
+    if proc.returncode != 0:
+        raise ConnectionError(f"curl {host}{path}: {proc.stderr.decode().strip()}")
+    raw = proc.stdout
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    while head.startswith(b"HTTP/") and b" 100 " in head.split(b"\r\n", 1)[0]:
+        head, _, payload = payload.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    hdrs = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return Response(status, hdrs, payload.decode("utf-8", "replace"))
+
+
+def kubectl(*args, check=True, input=None, timeout=120):
+    proc = subprocess.run([KUBECTL, *args], capture_output=True, text=True, input=input, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)}: {proc.stderr}")
+    return proc
+
+
+def secret_data(namespace, name):
+    data = json.loads(kubectl("-n", namespace, "get", "secret", name, "-o", "json").stdout)["data"]
+    return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+
+def psql(sql, database="postgres", user=None, password=None, check=True):
+    """Run SQL in the PostgreSQL pod: as the superuser over the socket, or as
+    user/password over TCP (so the role's real authentication applies)."""
+    if user is None:
+        args = ["psql", "-U", "postgres", "-h", "/var/run/postgresql", "-d", database, "-tAXc", sql]
+        env = []
+    else:
+        args = ["psql", "-h", "127.0.0.1", "-U", user, "-d", database, "-tAXc", sql]
+        env = ["env", f"PGPASSWORD={password}"]
+    return kubectl("-n", "skx-data", "exec", "postgres-0", "-c", "postgres", "--", *env, *args, check=check)
+
+
+def stripe_signature(payload, secret, timestamp=None):
+    timestamp = int(timestamp or time.time())
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"

@@ -1,0 +1,128 @@
+"""The whole platform on the testbed, as an operator and a user see it."""
+import json
+import time
+import uuid
+
+import pytest
+
+from e2e_support import HOSTS, https, kubectl, psql, secret_data, stripe_signature
+
+NAMESPACES = ["skx-app", "skx-data", "skx-monitoring", "skx-logging", "skx-instance1", "skx-instance2", "skx-instance3"]
+
+
+def pods(namespace):
+    return json.loads(kubectl("-n", namespace, "get", "pods", "-o", "json").stdout)["items"]
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_every_pod_is_ready(namespace):
+    items = [p for p in pods(namespace) if p["status"].get("phase") != "Succeeded"]
+    assert items, f"no pods in {namespace}"
+    for pod in items:
+        ready = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}.get("Ready")
+        assert ready == "True", f"{namespace}/{pod['metadata']['name']} is not Ready"
+
+
+@pytest.mark.parametrize("service", sorted(HOSTS))
+def test_each_host_answers_over_https_with_our_certificate(service):
+    # curl checks the certificate chain against our CA and the host name (SNI).
+    r = https(HOSTS[service], "/healthz")
+    assert r.status == 200
+    assert "max-age=" in r.headers.get("strict-transport-security", "")
+
+
+def test_http_redirects_to_https():
+    import subprocess
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+                          "--resolve", f"{HOSTS['frontend']}:80:127.0.0.1", f"http://{HOSTS['frontend']}/"],
+                         capture_output=True, text=True).stdout
+    code, _, location = out.partition(" ")
+    assert code in ("301", "308") and location.startswith("https://")
+
+
+def test_a_user_signs_up_logs_in_checks_out_and_the_webhook_records_the_subscription():
+    email, password = f"e2e-{uuid.uuid4().hex[:8]}@example.com", "correct horse battery staple"
+    assert https(HOSTS["auth"], "/signup", "POST", {"email": email, "password": password}).status == 201
+    login = https(HOSTS["auth"], "/login", "POST", {"email": email, "password": password})
+    assert login.status == 200
+    token = login.json()["token"]
+    assert https(HOSTS["auth"], "/verify", "POST", headers={"Authorization": f"Bearer {token}"}).status == 200
+
+    checkout = https(HOSTS["payment"], "/checkout", "POST", {"plan": "pro"}, headers={"Authorization": f"Bearer {token}"})
+    assert checkout.status == 201, checkout.body
+    session = checkout.json()
+    assert session["url"].startswith("https://")
+
+    user_id = json.loads(https(HOSTS["auth"], "/verify", "POST",
+                               headers={"Authorization": f"Bearer {token}"}).body)["sub"]
+    event = {"id": f"evt_{uuid.uuid4().hex}", "type": "checkout.session.completed",
+             "data": {"object": {"id": session["id"], "object": "checkout.session",
+                                 "client_reference_id": user_id, "metadata": {"user_id": user_id, "plan": "pro"}}}}
+    payload = json.dumps(event).encode()
+    secret = secret_data("skx-app", "payment-stripe")["webhook_secrets"].splitlines()[0]
+    hook = https(HOSTS["payment"], "/webhook", "POST", payload,
+                 headers={"Stripe-Signature": stripe_signature(payload, secret), "Content-Type": "application/json"})
+    assert hook.status == 200, hook.body
+    rows = psql(f"SELECT plan_id, status FROM subscriptions WHERE stripe_checkout_session_id = '{session['id']}'",
+                database="superkube").stdout.split()
+    assert rows == ["pro|active"]
+
+    forged = https(HOSTS["payment"], "/webhook", "POST", payload,
+                   headers={"Stripe-Signature": stripe_signature(payload, "whsec_forged"), "Content-Type": "application/json"})
+    assert forged.status == 400
+
+
+@pytest.mark.parametrize("instance", ["instance1", "instance2", "instance3"])
+def test_each_instance_serves_its_own_pages_from_its_own_database(instance):
+    r = https(HOSTS[instance], "/")
+    assert r.status == 200
+    assert r.headers.get("x-instance") == instance
+    marker = uuid.uuid4().hex
+    creds = secret_data(f"skx-{instance}", "db-credentials")
+    psql(f"INSERT INTO pages (slug, title, body) VALUES ('e2e-{marker}', 'E2E {marker}', 'from {instance}')",
+         database=f"{instance}_db", user=creds["username"], password=creds["password"])
+    page = https(HOSTS[instance], f"/pages/e2e-{marker}")
+    assert page.status == 200 and marker in page.body
+    others = [i for i in ("instance1", "instance2", "instance3") if i != instance]
+    for other in others:
+        assert https(HOSTS[other], f"/pages/e2e-{marker}").status == 404
+
+
+def test_instance1_credentials_cannot_reach_instance2_database():
+    creds = secret_data("skx-instance1", "db-credentials")
+    own = psql("SELECT current_database()", database="instance1_db",
+               user=creds["username"], password=creds["password"])
+    assert own.stdout.strip() == "instance1_db"
+    other = psql("SELECT 1", database="instance2_db", user=creds["username"], password=creds["password"], check=False)
+    assert other.returncode != 0 and "permission denied for database" in other.stderr
+
+
+def _reach(namespace, url):
+    pod = next(p["metadata"]["name"] for p in pods(namespace) if p["status"].get("phase") == "Running")
+    code = ("import urllib.request,sys\n"
+            "try:\n urllib.request.urlopen(sys.argv[1], timeout=4); print('reached')\n"
+            "except Exception as e: print('blocked', type(e).__name__)")
+    return kubectl("-n", namespace, "exec", pod, "--", "python3", "-c", code, url, check=False).stdout.strip()
+
+
+def test_instance1_pods_cannot_reach_instance2_pods():
+    # The same pod reaches what policy allows (auth), so a block is the policy, not a broken probe.
+    assert _reach("skx-instance1", "http://auth.skx-app.svc.cluster.local:8080/healthz") == "reached"
+    assert _reach("skx-instance1", "http://instance.skx-instance2.svc.cluster.local:8080/healthz").startswith("blocked")
+
+
+def test_stripe_keys_only_in_payment_pods_and_jwt_key_only_in_auth_pods():
+    holders = {"payment-stripe": set(), "auth-jwt": set()}
+    for namespace in NAMESPACES:
+        for pod in pods(namespace):
+            spec = pod["spec"]
+            secrets = {v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
+            for c in spec["containers"] + spec.get("initContainers", []):
+                for env in c.get("env", []):
+                    ref = env.get("valueFrom", {}).get("secretKeyRef")
+                    if ref:
+                        secrets.add(ref["name"])
+            for name in holders:
+                if name in secrets:
+                    holders[name].add(pod["metadata"]["labels"].get("app.kubernetes.io/name"))
+    assert holders == {"payment-stripe": {"payment"}, "auth-jwt": {"auth"}}
