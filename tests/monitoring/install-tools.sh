@@ -8,6 +8,7 @@
 #                 (the testbed test runs it against the cluster from here)
 # Debian packages used as they are: prometheus, prometheus-alertmanager (amtool).
 set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${SKX_BIN:-/var/cache/skx/bin}
 SRC=${SKX_SRC:-/var/cache/skx/src}
 VL_VERSION=v1.52.1
@@ -22,41 +23,26 @@ if [ ! -x "$BIN/victoria-logs" ] || [ ! -x "$BIN/vlagent" ]; then
     "github.com/VictoriaMetrics/VictoriaLogs/app/vlagent@$VL_VERSION"
 fi
 
+# Prometheus' go.mod has replace and exclude directives, which
+# "go install pkg@version" refuses: build from the small wrapper module in
+# tools/prometheus (requires the release, copies upstream's two replace
+# lines, and pins every dependency in its go.sum so builds repeat).
+prometheus_module() {
+  mkdir -p "$SRC/prometheus-$PROM_VERSION"
+  cp "$HERE"/tools/prometheus/{go.mod,go.sum,tools.go} "$SRC/prometheus-$PROM_VERSION/"
+  cd "$SRC/prometheus-$PROM_VERSION"
+}
+
 if [ ! -x "$BIN/promtool" ]; then
   echo "building promtool (Prometheus $PROM_VERSION) with Kubernetes service discovery"
-  # Prometheus' go.mod has exclude directives, which "go install pkg@version"
-  # refuses: build it from a one-line wrapper module instead.
-  mkdir -p "$SRC/promtool"
-  cd "$SRC/promtool"
-  cat > go.mod <<MOD
-module skx/promtool
-
-go 1.21
-
-require github.com/prometheus/prometheus $PROM_VERSION
-
-// As Prometheus' own go.mod: client-go logs through go-kit.
-replace (
-	k8s.io/klog => github.com/simonpasquier/klog-gokit v0.3.0
-	k8s.io/klog/v2 => github.com/simonpasquier/klog-gokit/v3 v3.0.0
-)
-MOD
-  cat > tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import _ "github.com/prometheus/prometheus/cmd/promtool"
-GO
-  go mod tidy
-  nice -n 19 go install github.com/prometheus/prometheus/cmd/promtool
+  prometheus_module
+  nice -n 19 go build -o "$BIN/promtool" github.com/prometheus/prometheus/cmd/promtool
 fi
-# Prometheus itself, for the testbed test run from this machine (optional).
+
+# Prometheus itself, for the testbed test that runs it from this machine.
 if [ "${1:-}" = "--with-prometheus" ] && [ ! -x "$BIN/prometheus-k8s" ]; then
-  cd "$SRC/promtool"
-  sed -i 's#^import _ "github.com/prometheus/prometheus/cmd/promtool"#import (\n\t_ "github.com/prometheus/prometheus/cmd/prometheus"\n\t_ "github.com/prometheus/prometheus/cmd/promtool"\n)#' tools.go
-  go mod tidy
+  echo "building prometheus (Prometheus $PROM_VERSION) with Kubernetes service discovery"
+  prometheus_module
   nice -n 19 go build -o "$BIN/prometheus-k8s" github.com/prometheus/prometheus/cmd/prometheus
 fi
-"$BIN/promtool" --version | head -1
-"$BIN/victoria-logs" -version
+ls -l "$BIN"/promtool "$BIN"/victoria-logs "$BIN"/vlagent
