@@ -42,7 +42,11 @@ def kube_api_client(kubeconfig=None, context=None):
     if kubeconfig or context or os.path.exists(default.split(os.pathsep)[0]):
         return config.new_client_from_config(config_file=kubeconfig, context=context)
     configuration = client.Configuration()
-    config.load_incluster_config(client_configuration=configuration)
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        raise config.ConfigException('no kubeconfig found (%s) and not running in a pod: set kubeconfig '
+                                     'or KUBECONFIG' % default)
     return client.ApiClient(configuration)
 
 

@@ -80,7 +80,10 @@ def postgres_endpoint(module, kubeconfig=None, context=None):
         return
     if not HAS_KUBERNETES:
         module.fail_json(msg=missing_required_lib('kubernetes'), exception=KUBERNETES_IMPORT_ERROR)
-    api = kube_api_client(forward['kubeconfig'] or kubeconfig, forward['context'] or context)
+    try:
+        api = kube_api_client(forward['kubeconfig'] or kubeconfig, forward['context'] or context)
+    except Exception as e:
+        module.fail_json(msg='Cannot use the cluster for port_forward: %s' % e)
     try:
         with PortForward(api, forward['namespace'], forward['pod'], forward['port']) as pf:
             params.update(host=pf.directory, port=pf.port)

@@ -327,10 +327,10 @@ class StripeKeys(object):
         data = dict(current)
         if self.secret_key:
             data['secret_key'] = self.secret_key
-        if self.webhook_secret:
-            lines = [line.strip() for line in current.get('webhook_secrets', '').splitlines() if line.strip()]
-            data['webhook_secrets'] = '\n'.join([self.webhook_secret] + [
-                line for line in lines[:1] if line != self.webhook_secret]) + '\n'
+        lines = [line.strip() for line in current.get('webhook_secrets', '').splitlines() if line.strip()]
+        if self.webhook_secret and lines[:1] != [self.webhook_secret]:
+            # Installed already: keep the overlap as it is (idempotent).
+            data['webhook_secrets'] = '\n'.join([self.webhook_secret] + lines[:1]) + '\n'
         return data
 
     def plan(self, current, new, store):

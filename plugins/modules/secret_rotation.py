@@ -188,7 +188,8 @@ attributes:
     support: full
 notes:
   - The connection options (O(login_user), O(port_forward), ...) are used by
-    O(kind=postgres) only.
+    O(kind=postgres) only. Without O(kubeconfig) and O(context), those of
+    O(port_forward) select the cluster.
   - Consumers must read the Secret again for new connections, or be listed in
     O(restart).
 seealso:
@@ -427,7 +428,11 @@ def main():
     workloads = ['%s %s/%s' % (w['kind'], w['namespace'], w['name']) for w in p['restart']]
     result = dict(changed=False, steps=[], secrets=names, restarted=[])
 
-    api = kube_api_client(p['kubeconfig'], p['context'])
+    forward = p['port_forward'] or {}
+    try:
+        api = kube_api_client(p['kubeconfig'] or forward.get('kubeconfig'), p['context'] or forward.get('context'))
+    except Exception as e:
+        module.fail_json(msg='Cannot use the cluster (kubeconfig, context): %s' % to_native(e))
     store = KubeSecretStore(api, p['secrets'], p['restart'], p['rollout_timeout'])
     try:
         current = store.read()

@@ -128,7 +128,10 @@ def test_stripe_keeps_exactly_the_previous_webhook_secret():
     current = {"secret_key": "sk_test_old", "webhook_secrets": "whsec_b\nwhsec_a\n"}
     data = StripeKeys("sk_test_new", "whsec_c").new_data(current)
     assert data == {"secret_key": "sk_test_new", "webhook_secrets": "whsec_c\nwhsec_b\n"}
-    assert StripeKeys(None, "whsec_b").new_data(current)["webhook_secrets"] == "whsec_b\n"
+    assert StripeKeys(None, "whsec_a").new_data(current)["webhook_secrets"] == "whsec_a\nwhsec_b\n"
+    # Installing the same keys again keeps the overlap and changes nothing.
+    assert StripeKeys("sk_test_new", "whsec_c").plan(data, None, MemoryStore(data)) == []
+    assert StripeKeys(None, "whsec_b").plan(current, None, MemoryStore(current)) == []
     assert StripeKeys("sk_test_old", None).plan(current, None, MemoryStore(current)) == []
 
 
