@@ -242,11 +242,16 @@ start_control_plane() {
 
 ctr_() { "$SKX_CACHE/bin/containerd-$CONTAINERD_VERSION/ctr" --address "$SKX_RUN/containerd/containerd.sock" "$@"; }
 
-start_node() {
+start_containerd() {
   local cbin="$SKX_CACHE/bin/containerd-$CONTAINERD_VERSION"
   start_daemon containerd env PATH="$cbin:$SKX_CACHE/bin/runc-$RUNC_VERSION:$PATH" \
     "$cbin/containerd" --config "$SKX_STATE/containerd.toml"
   wait_for containerd 60 ctr_ version
+}
+
+start_node() {
+  local cbin="$SKX_CACHE/bin/containerd-$CONTAINERD_VERSION"
+  start_containerd
   start_daemon kubelet env PATH="$cbin:$PATH" "$(bin_k8s kubelet)" \
     --config "$SKX_STATE/kubelet.yaml" --kubeconfig "$SKX_STATE/kubelet.kubeconfig" \
     --root-dir "$SKX_STATE/kubelet" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --v=1
@@ -280,9 +285,53 @@ import_images() { # [def...]; default: all definitions. FORCE_IMPORT=1 re-import
   log "images imported: $n"
 }
 
+image_defs_by_kind() { # kind... -> definition files of those kinds
+  . "$TESTBED_DIR/images/build.sh"
+  local d k
+  for d in $(image_defs); do
+    for k in "$@"; do grep -q "^KIND=$k\b" "$d" && echo "$d"; done
+  done
+  return 0
+}
+
+IMPORT_BG_PID=""
+import_images_bg() {
+  [ "$#" -eq 0 ] && return 0
+  ( import_images "$@" ) > "$SKX_LOG/image-import.log" 2>&1 &
+  IMPORT_BG_PID=$!
+}
+
+wait_images_bg() {
+  [ -n "$IMPORT_BG_PID" ] || return 0
+  wait "$IMPORT_BG_PID" || { cat "$SKX_LOG/image-import.log" >&2; die "image import failed"; }
+  grep -h "images imported" "$SKX_LOG/image-import.log" >&2 || true
+}
+
 node_ready() { [ "$(kc get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]; }
 
-wait_node_ready() {
+wait_image_defs_by_kind() { # kind... -> definition files of those kinds
+  . "$TESTBED_DIR/images/build.sh"
+  local d k
+  for d in $(image_defs); do
+    for k in "$@"; do grep -q "^KIND=$k\b" "$d" && echo "$d"; done
+  done
+  return 0
+}
+
+IMPORT_BG_PID=""
+import_images_bg() {
+  [ "$#" -eq 0 ] && return 0
+  ( import_images "$@" ) > "$SKX_LOG/image-import.log" 2>&1 &
+  IMPORT_BG_PID=$!
+}
+
+wait_images_bg() {
+  [ -n "$IMPORT_BG_PID" ] || return 0
+  wait "$IMPORT_BG_PID" || { cat "$SKX_LOG/image-import.log" >&2; die "image import failed"; }
+  grep -h "images imported" "$SKX_LOG/image-import.log" >&2 || true
+}
+
+node_ready() {
   wait_for "node $NODE_NAME Ready" 240 node_ready
   # role labels as a k3s server node has them (kubelet may not set node-role.* itself)
   kc label node "$NODE_NAME" --overwrite node-role.kubernetes.io/control-plane=true \
@@ -303,5 +352,5 @@ deploy_addons() {
     kc -n "${dep%%/*}" rollout status "deployment/${dep#*/}" --timeout=180s >/dev/null \
       || die "add-on ${dep#*/} did not become ready"
   done
-  wait_for "metrics API" 120 kc get --raw /apis/metrics.k8s.io/v1beta1/nodes
+  wait_for "metrics API available" 120 kc wait --for=condition=Available --timeout=5s apiservice/v1beta1.metrics.k8s.io
 }
