@@ -29,7 +29,8 @@ def render(outdir, *extra_args, check=True):
     if not os.path.exists(ansible):
         ansible = shutil.which("ansible-playbook")
     proc = subprocess.run(
-        [ansible, os.path.join(HERE, "render.yml"), "-e", f"platform_render_dir={outdir}",
+        [ansible, os.path.join(HERE, "render.yml"), "-i", os.path.join(HERE, "inventory.yml"),
+         "-e", f"platform_render_dir={outdir}",
          # Check the settings of the two roles rendered here only.
          "-e", '{"platform_roles": ["monitoring", "logging"]}', *extra_args],
         cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -9,7 +9,9 @@ annotations and labelled instance=<tenant>, the kubelet and cAdvisor answer
 through the API server proxy, and cAdvisor series of the tenant namespace
 carry instance=<tenant> too.
 
-Skipped when no testbed is up; SKX_TESTBED_REQUIRED=1 makes that a failure.
+Runs, like tests/testbed, when KUBECONFIG names the testbed's kubeconfig
+(tests/run adds the testbed suites then); skipped otherwise, or when the
+cluster does not answer. SKX_TESTBED_REQUIRED=1 makes a skip a failure.
 """
 import base64
 import os
@@ -25,7 +27,7 @@ import yaml
 
 from conftest import BIN, HERE, render, configmap_data
 
-KUBECONFIG = os.environ.get("SKX_TESTBED_KUBECONFIG", "/var/lib/skx-testbed/admin.kubeconfig")
+KUBECONFIG = os.environ.get("KUBECONFIG", "")
 TENANT = "obs" + uuid.uuid4().hex[:6]
 NAMESPACE = f"skx-{TENANT}"
 BUSYBOX = "docker.io/library/busybox:1.35.0"
@@ -39,14 +41,14 @@ def _kubectl(*args, **kw):
 
 
 def _testbed_up():
-    if not os.path.exists(KUBECONFIG):
+    if not KUBECONFIG or not os.path.exists(KUBECONFIG):
         return False
     return _kubectl("get", "--raw", "/readyz").returncode == 0
 
 
 pytestmark = pytest.mark.skipif(
     not _testbed_up() and os.environ.get("SKX_TESTBED_REQUIRED") != "1",
-    reason="no testbed up (testbed/up); SKX_TESTBED_REQUIRED=1 makes this a failure")
+    reason="no testbed: set KUBECONFIG after testbed/up; SKX_TESTBED_REQUIRED=1 makes this a failure")
 
 
 def _free_port():
