@@ -1,0 +1,128 @@
+"""roles/postgres/tasks/databases.yml and roles/secrets (--tags rotate-secrets,
+databases only) on the testbed, in namespaces of their own: databases and
+Secrets are made, a re-run changes nothing, a rotation switches every login to
+its other role, and a re-run of the databases afterwards keeps the rotation."""
+import base64
+import json
+import os
+import subprocess
+import time
+import uuid
+
+import pytest
+from kubernetes import client, config
+
+from modrun import ROOT
+from test_modules_on_cluster import PG_IMAGE, SUPERUSER_PW, consumer, secret, server_pod
+from testbed_conftest import KUBECONFIG, Kube
+
+PLAY = """
+- name: Exercise the database and rotation wiring
+  hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/kubernetes.core.k8s:
+      kubeconfig: "{{ platform_kubeconfig }}"
+  tasks:
+    - name: Check the shared platform settings
+      ansible.builtin.import_role:
+        name: superkubernetex.platform.platform
+    - name: Provision the databases (roles/postgres/tasks/databases.yml only)
+      ansible.builtin.include_role:
+        name: superkubernetex.platform.postgres
+        tasks_from: databases.yml
+        apply:
+          tags: [postgres_databases]
+      tags: [postgres_databases]
+    - name: Rotate the platform credentials
+      ansible.builtin.import_role:
+        name: superkubernetex.platform.secrets
+"""
+
+
+def playbook(tmp_path, prefix, tags):
+    path = tmp_path / "play.yml"
+    path.write_text(PLAY)
+    extra = {
+        "platform_kubeconfig": KUBECONFIG,
+        "platform_namespaces": {"app": prefix + "app", "data": prefix + "data", "monitoring": prefix + "mon",
+                                "logging": prefix + "log", "ingress": "kube-system"},
+        "platform_instance_namespace_prefix": prefix,
+        "platform_instances": [{"name": "instance1"}, {"name": "instance2"}],
+        "postgres_metrics_role": "skx_metrics",
+        "postgres_superkube_connection_limit": 40,
+        "postgres_final_dump_dir": str(tmp_path / "dumps"),
+        "secrets_rotate": ["databases"],
+        "secrets_rollout_timeout": 180,
+    }
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+               ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+    proc = subprocess.run(["ansible-playbook", str(path), "--tags", tags, "-e", json.dumps(extra)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    doc = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("\n{") + 1:])[0]
+    assert proc.returncode == 0, json.dumps(doc["plays"][0]["tasks"][-1], indent=1)[-3000:] + proc.stderr[-2000:]
+    return {t["task"]["name"].split(" : ")[-1]: t["hosts"]["localhost"] for t in doc["plays"][0]["tasks"]}, proc.stdout
+
+
+def usernames(prefix):
+    core = client.CoreV1Api(config.new_client_from_config(config_file=KUBECONFIG))
+    result = {}
+    for ns, name in ((prefix + "app", "auth-db"), (prefix + "app", "payment-db"),
+                     (prefix + "instance1", "db-credentials"), (prefix + "instance2", "db-credentials")):
+        data = core.read_namespaced_secret(name, ns).data
+        result["%s/%s" % (ns, name)] = base64.b64decode(data["username"]).decode()
+    return result
+
+
+@pytest.fixture
+def platform_namespaces(kube):
+    prefix = "tbx%s-" % uuid.uuid4().hex[:5]
+    names = [prefix + n for n in ("data", "app", "instance1", "instance2")]
+    for name in names:
+        kube.run("create", "namespace", name, namespaced=False)
+    data = Kube(prefix + "data")
+    data.apply([server_pod("postgres-0", PG_IMAGE, {"POSTGRES_PASSWORD": SUPERUSER_PW}),
+                secret("postgres-superuser", {"username": "postgres", "password": SUPERUSER_PW})])
+    data.wait_pod_ready("postgres-0", timeout=300)
+    yield prefix
+    for name in names:
+        kube.run("delete", "namespace", name, "--wait=false", check=False, namespaced=False)
+
+
+def test_databases_then_rotation_then_databases_again(platform_namespaces, tmp_path):
+    prefix = platform_namespaces
+    data = Kube(prefix + "data")
+    for attempt in range(60):  # the server restarts once after initdb
+        if data.exec("postgres-0", "pg_isready", "-U", "postgres", check=False).returncode == 0:
+            break
+        time.sleep(2)
+
+    first, out = playbook(tmp_path, prefix, "postgres_databases")
+    created = first["Create or remove each database with its owner and login roles"]
+    assert created["changed"] is True
+    assert SUPERUSER_PW not in out
+    assert usernames(prefix) == {prefix + "app/auth-db": "superkube_a", prefix + "app/payment-db": "superkube_a",
+                                 prefix + "instance1/db-credentials": "instance1_a",
+                                 prefix + "instance2/db-credentials": "instance2_a"}
+
+    again, out = playbook(tmp_path, prefix, "postgres_databases")
+    assert again["Create or remove each database with its owner and login roles"]["changed"] is False
+    assert again["Apply the database credential Secrets"]["changed"] is False
+
+    app = Kube(prefix + "app")
+    app.apply([consumer("auth", "auth-db"), consumer("payment", "payment-db")])
+    for n in ("instance1", "instance2"):
+        Kube(prefix + n).apply([consumer("instance", "db-credentials")])
+    for kube, name in ((app, "auth"), (app, "payment"), (Kube(prefix + "instance1"), "instance"),
+                       (Kube(prefix + "instance2"), "instance")):
+        kube.wait_rollout("deployment/" + name)
+
+    rotated, out = playbook(tmp_path, prefix, "rotate-secrets")
+    assert "Create or remove each database with its owner and login roles" not in rotated  # nothing else ran
+    assert rotated["Rotate the database login of each instance"]["changed"] is True
+    names = usernames(prefix)
+    assert set(names.values()) == {"superkube_b", "instance1_b", "instance2_b"}
+
+    after, out = playbook(tmp_path, prefix, "postgres_databases")
+    assert after["Create or remove each database with its owner and login roles"]["changed"] is False
+    assert usernames(prefix) == names
