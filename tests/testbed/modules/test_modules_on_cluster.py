@@ -204,6 +204,12 @@ def test_jwt_and_stripe_secrets_rotate_with_their_consumer(ns, run_module):
     ns.wait_rollout("deployment/auth")
     common = dict(kubeconfig=KUBECONFIG, rollout_timeout=180,
                   restart=[{"namespace": ns.namespace, "name": "auth"}])
+    generation = ns.json("get", "deployment", "auth")["metadata"]["generation"]
+    planned = run_module("secret_rotation", dict(
+        common, kind="jwt", secrets=[{"namespace": ns.namespace, "name": "auth-jwt"}]), check=True)
+    assert planned["changed"] is True and len(planned["steps"]) == 3, planned.stdout
+    assert read_secret(ns.namespace, "auth-jwt") == {"jwks.json": json.dumps({"keys": []})}
+    assert ns.json("get", "deployment", "auth")["metadata"]["generation"] == generation  # dry run only
     for dummy in range(2):
         rotated = run_module("secret_rotation", dict(
             common, kind="jwt", secrets=[{"namespace": ns.namespace, "name": "auth-jwt"}]))
