@@ -85,3 +85,26 @@ def test_prometheus_keeps_its_data_on_a_volume_with_the_configured_retention(ren
     assert "--storage.tsdb.retention.size=8GB" in args
     claim = sts["spec"]["volumeClaimTemplates"][0]
     assert claim["spec"]["resources"]["requests"]["storage"] == "10Gi"
+
+
+def test_every_pod_has_its_ingress_and_the_egress_it_needs(rendered):
+    """The namespaces role denies all traffic by default in these namespaces."""
+    objects = [o for _, o in _objects(rendered)]
+    pods = {(o["metadata"]["namespace"], o["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"])
+            for o in objects if o["kind"] in WORKLOADS}
+    ingress, egress = {}, {}
+    for o in objects:
+        if o["kind"] != "NetworkPolicy":
+            continue
+        key = (o["metadata"]["namespace"], o["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"])
+        ports = {p["port"] for rule in o["spec"].get("ingress", []) + o["spec"].get("egress", [])
+                 for p in rule.get("ports", [])}
+        for kind, seen in (("Ingress", ingress), ("Egress", egress)):
+            if kind in o["spec"]["policyTypes"]:
+                seen.setdefault(key, set()).update(ports)
+    assert pods - set(ingress) == set(), "pods without an ingress policy"
+    assert {6443, 8080, 9187, 9121, 9100} <= egress[("skx-monitoring", "prometheus")]
+    assert {443, 587} <= egress[("skx-monitoring", "alertmanager")]
+    assert {9090, 9428} <= egress[("skx-monitoring", "grafana")]
+    assert {443, 6443} <= egress[("skx-monitoring", "kube-state-metrics")]
+    assert {6443, 9428} <= egress[("skx-logging", "vlagent")]
