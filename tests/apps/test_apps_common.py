@@ -3,6 +3,7 @@ request id, configuration errors that name the setting."""
 import os
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -58,7 +59,14 @@ def test_logs_are_json_with_the_request_id(stack, name):
     request_id = f"test-{uuid.uuid4().hex}"
     r = service.get("/readyz", headers={"X-Request-ID": request_id})
     assert r.headers["X-Request-ID"] == request_id
-    entries = [e for e in service.log_entries() if e.get("request_id") == request_id]
+    # The access line is written once the answer is sent: give the server a
+    # moment to flush it before reading its output.
+    deadline = time.monotonic() + 5
+    while True:
+        entries = [e for e in service.log_entries() if e.get("request_id") == request_id]
+        if entries or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert entries, "no log line carries the request id"
     access = entries[-1]
     assert access["msg"] == "request" and access["route"] == "/readyz" and access["code"] == 200
