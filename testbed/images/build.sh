@@ -23,12 +23,24 @@ _debian_sources() {
   else echo "http://deb.debian.org/debian"; fi
 }
 
-# _image_vars DEF: reset and source a definition in the current (sub)shell
+# norm_ref REF: the fully qualified name the CRI looks up (docker.io/traefik -> docker.io/library/traefik)
+norm_ref() {
+  local r=$1 first rest
+  case "$r" in */*) ;; *) r="docker.io/library/$r" ;; esac
+  first=${r%%/*}
+  case "$first" in *.*|*:*|localhost) ;; *) r="docker.io/$r" ;; esac
+  rest=${r#docker.io/}
+  if [ "${r%%/*}" = docker.io ] && [ "${rest#*/}" = "$rest" ]; then r="docker.io/library/$rest"; fi
+  echo "$r"
+}
+
+# _image_load DEF: reset and source a definition in the current (sub)shell
 _image_load() {
   REF="" KIND="" PACKAGES="" USERS="" CUSTOMIZE="" NEEDS="" ENTRYPOINT="" CMD="" PORTS="" USER="" WORKDIR=""
   VOLUMES="" STOP_SIGNAL="" BASE="" ADD=() SYMLINKS=() DIRS=() ENV=() TREES=()
   # shellcheck disable=SC1090
   . "$1"
+  REF=$(norm_ref "$REF")
 }
 
 _image_key() { # def -> hash of definition, referenced files and binaries

@@ -41,9 +41,12 @@ host_setup() {
   fi
   ip addr replace "$NODE_IP/32" dev "$NODE_IF"
   ip link set "$NODE_IF" up
-  # Traffic to a service or pod address that no rule claims must never leave the machine.
-  ip route replace unreachable "$SERVICE_CIDR" metric 4000
-  ip route replace unreachable 10.42.0.0/16 metric 4000
+  # Traffic to a service or pod address that no rule claims must never leave the machine:
+  # route those ranges into the port-less node bridge (where unclaimed packets die).
+  # Not an "unreachable" route: the host's own connections to service IPs are routed
+  # before kube-proxy's OUTPUT DNAT and would fail.
+  ip route replace "$SERVICE_CIDR" dev "$NODE_IF" src "$NODE_IP" metric 4000
+  ip route replace 10.42.0.0/16 dev "$NODE_IF" src "$NODE_IP" metric 4000
   # cgroup v1 hybrid host: keep every pod cgroup below /skx-testbed in each hierarchy.
   local h
   for h in /sys/fs/cgroup/*/; do
@@ -309,29 +312,7 @@ wait_images_bg() {
 
 node_ready() { [ "$(kc get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]; }
 
-wait_image_defs_by_kind() { # kind... -> definition files of those kinds
-  . "$TESTBED_DIR/images/build.sh"
-  local d k
-  for d in $(image_defs); do
-    for k in "$@"; do grep -q "^KIND=$k\b" "$d" && echo "$d"; done
-  done
-  return 0
-}
-
-IMPORT_BG_PID=""
-import_images_bg() {
-  [ "$#" -eq 0 ] && return 0
-  ( import_images "$@" ) > "$SKX_LOG/image-import.log" 2>&1 &
-  IMPORT_BG_PID=$!
-}
-
-wait_images_bg() {
-  [ -n "$IMPORT_BG_PID" ] || return 0
-  wait "$IMPORT_BG_PID" || { cat "$SKX_LOG/image-import.log" >&2; die "image import failed"; }
-  grep -h "images imported" "$SKX_LOG/image-import.log" >&2 || true
-}
-
-node_ready() {
+wait_node_ready() {
   wait_for "node $NODE_NAME Ready" 240 node_ready
   # role labels as a k3s server node has them (kubelet may not set node-role.* itself)
   kc label node "$NODE_NAME" --overwrite node-role.kubernetes.io/control-plane=true \
