@@ -1,15 +1,24 @@
 """Acceptance tests of the testbed cluster (issue 2). They need `testbed/up` first."""
 import http.client
+import importlib.util
 import json
 import os
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 
-from conftest import (BUSYBOX_IMAGE, HTTP_SERVER, PYTHON_IMAGE, TOOLBOX_IMAGE, deployment, eventually,
-                      pod, service)
+if "testbed_conftest" not in sys.modules:  # conftest.py by path: other conftest modules exist below
+    _spec = importlib.util.spec_from_file_location(
+        "testbed_conftest", os.path.join(os.path.dirname(os.path.abspath(__file__)), "conftest.py"))
+    _mod = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_mod)
+    sys.modules["testbed_conftest"] = _mod
+
+from testbed_conftest import (BUSYBOX_IMAGE, HTTP_SERVER, PYTHON_IMAGE, TOOLBOX_IMAGE,  # noqa: E402
+                              deployment, eventually, pod, service)
 
 
 def test_node_ready_and_addons_running(kube):
@@ -63,7 +72,10 @@ def test_ingress_https_with_sni_through_traefik(ns):
         ns.wait_rollout("deployment/web")
         # The certificate check only passes if Traefik picked our secret for this SNI name
         # (its default certificate is a self-signed one for another name).
-        status, body, peer = eventually(lambda: _https_get(host, crt), timeout=60, what="HTTPS via Traefik")
+        def answered():
+            r = _https_get(host, crt)
+            return r if r[0] == 200 else None
+        status, body, peer = eventually(answered, timeout=60, what="HTTPS 200 via Traefik")
         assert status == 200
         assert body.startswith("hello from web-")
         assert dict(x[0] for x in peer["subject"])["commonName"] == host

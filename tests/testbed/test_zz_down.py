@@ -1,11 +1,20 @@
 """`testbed/down` leaves nothing behind. Destructive: runs only with SKX_TESTBED_TEST_DOWN=1
 (.ci/run runs it last, on its own)."""
+import importlib.util
 import os
 import subprocess
+import sys
 
-import pytest
+if "testbed_conftest" not in sys.modules:  # conftest.py by path: other conftest modules exist below
+    _spec = importlib.util.spec_from_file_location(
+        "testbed_conftest", os.path.join(os.path.dirname(os.path.abspath(__file__)), "conftest.py"))
+    _mod = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_mod)
+    sys.modules["testbed_conftest"] = _mod
 
-from conftest import CACHE, ROOT, STATE
+import pytest  # noqa: E402
+
+from testbed_conftest import CACHE, ROOT, STATE  # noqa: E402
 
 RUN = "/run/skx-testbed"
 
