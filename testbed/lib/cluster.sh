@@ -327,6 +327,7 @@ deploy_addons() {
         -e "s|@METRICS_SERVER_VERSION@|$METRICS_SERVER_VERSION|g" -e "s|@LOCAL_PATH_VERSION@|$LOCAL_PATH_VERSION|g" \
         -e "s|@TRAEFIK_VERSION@|$TRAEFIK_VERSION|g" -e "s|@NODE_IP@|$NODE_IP|g" "$f" > "$SKX_STATE/manifests/$(basename "$f")"
   done
+  cp "$SKX_CACHE/bin/traefik-$TRAEFIK_VERSION/crds.yaml" "$SKX_STATE/manifests/35-traefik-crds.yaml"
   retry 5 kc apply --server-side --force-conflicts -f "$SKX_STATE/manifests/" >/dev/null
   local dep
   for dep in kube-system/coredns kube-system/local-path-provisioner kube-system/metrics-server kube-system/traefik; do

@@ -218,3 +218,30 @@ def test_rollout_restart_completes(ns):
         {p["metadata"]["name"] for p in ns.json("get", "pods", "-l", "app=app")["items"]
          if not p["metadata"].get("deletionTimestamp")}), timeout=60, what="old pods gone")
     assert not (before & after), "all pods should have been replaced"
+
+
+def test_traefik_middleware_crd_applies_to_ingress(ns):
+    """Traefik's CRDs are installed (as in k3s): a Middleware referenced by an Ingress takes effect."""
+    host = f"mw-{ns.namespace}.skx.test"
+    ns.apply([
+        deployment("mw", PYTHON_IMAGE, ["python3", "-c", HTTP_SERVER]),
+        service("mw"),
+        {"apiVersion": "traefik.io/v1alpha1", "kind": "Middleware", "metadata": {"name": "hdr"},
+         "spec": {"headers": {"customResponseHeaders": {"X-Testbed": ns.namespace}}}},
+        {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+         "metadata": {"name": "mw", "annotations": {
+             "traefik.ingress.kubernetes.io/router.middlewares": f"{ns.namespace}-hdr@kubernetescrd"}},
+         "spec": {"rules": [{"host": host, "http": {"paths": [{
+             "path": "/", "pathType": "Prefix",
+             "backend": {"service": {"name": "mw", "port": {"number": 80}}}}]}}]}},
+    ])
+    ns.wait_rollout("deployment/mw")
+
+    def header():
+        conn = http.client.HTTPConnection("127.0.0.1", 80, timeout=5)
+        conn.request("GET", "/", headers={"Host": host})
+        r = conn.getresponse()
+        r.read()
+        return r.status == 200 and r.getheader("X-Testbed")
+
+    assert eventually(header, timeout=60, what="middleware header through Traefik") == ns.namespace
