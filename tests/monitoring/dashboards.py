@@ -124,10 +124,10 @@ def overview():
     sel = 'instance=~"$instance"'
     return dashboard("skx-overview", "SuperKuberneteX / Overview", [
         ts("CPU per instance", [q(
-            f'sum by (instance) (rate(container_cpu_usage_seconds_total{{job="cadvisor", {sel}}}[{RATE}]))',
-            "{{instance}}")], unit="cores", description="CPU used by every pod of each tenant instance."),
+            f'sum by (instance) (rate(container_cpu_usage_seconds_total{{job="cadvisor", container="", {sel}}}[{RATE}]))',
+            "{{instance}}")], unit="cores", description="CPU used by every pod of each tenant instance (per-pod cgroup series, container=\"\")."),
         ts("Memory per instance", [q(
-            f'sum by (instance) (container_memory_working_set_bytes{{job="cadvisor", {sel}}})',
+            f'sum by (instance) (container_memory_working_set_bytes{{job="cadvisor", container="", {sel}}})',
             "{{instance}}")], unit="bytes"),
         ts("HTTP requests per service", [q(
             f"sum by (service) (rate(http_requests_total[{RATE}]))", "{{service}}")],
@@ -159,9 +159,9 @@ def instance():
         ts("Responses per status code", [q(f"sum by (code) (rate(http_requests_total{{{sel}}}[{RATE}]))",
                                            "{{code}}")], unit="reqps", stack=True),
         ts("Response time (p50, p95, p99)", quantiles(sel, "service"), unit="s"),
-        ts("CPU", [q(f'sum by (pod) (rate(container_cpu_usage_seconds_total{{job="cadvisor", {sel}}}[{RATE}]))',
+        ts("CPU", [q(f'sum by (pod) (rate(container_cpu_usage_seconds_total{{job="cadvisor", container="", {sel}}}[{RATE}]))',
                      "{{pod}}")], unit="cores"),
-        ts("Memory", [q(f'sum by (pod) (container_memory_working_set_bytes{{job="cadvisor", {sel}}})',
+        ts("Memory", [q(f'sum by (pod) (container_memory_working_set_bytes{{job="cadvisor", container="", {sel}}})',
                         "{{pod}}")], unit="bytes"),
         ts("Replicas (current and HPA maximum)", [
             q(f"sum(kube_horizontalpodautoscaler_status_current_replicas{{{sel}}})", "current"),

@@ -88,8 +88,11 @@ class _Exporter(http.server.BaseHTTPRequestHandler):
             ns, pod = f"skx-{tenant}", f"instance-{i}"
             base = f'namespace="{ns}",instance="{tenant}",pod="{pod}"'
             lines += [
-                f'container_cpu_usage_seconds_total{{job="cadvisor",{base},container="app"}} {0.1 * i * t}',
-                f'container_memory_working_set_bytes{{job="cadvisor",{base},container="app"}} {50e6 * i}',
+                # Per-pod cgroup series (no container label) and per container.
+                f'container_cpu_usage_seconds_total{{job="cadvisor",{base}}} {0.1 * i * t}',
+                f'container_cpu_usage_seconds_total{{job="cadvisor",{base},container="app"}} {0.09 * i * t}',
+                f'container_memory_working_set_bytes{{job="cadvisor",{base}}} {50e6 * i}',
+                f'container_memory_working_set_bytes{{job="cadvisor",{base},container="app"}} {45e6 * i}',
                 f'kube_pod_status_ready{{job="kube-state-metrics",{base},condition="true"}} 1',
                 f'kube_pod_status_ready{{job="kube-state-metrics",{base},condition="false"}} {1 if i == 3 else 0}',
                 f'kube_pod_status_phase{{job="kube-state-metrics",{base},phase="Running"}} 1',

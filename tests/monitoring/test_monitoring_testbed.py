@@ -74,12 +74,14 @@ spec:
       imagePullPolicy: IfNotPresent
       command: [sh, -c]
       args:
-        - mkdir -p /tmp/www && printf '%s\\n'
+        - printf '%s\\n'
           'http_requests_total{{service="instance",instance="{TENANT}",route="/",code="200"}} 7'
-          > /tmp/www/metrics && exec httpd -f -p 8080 -h /tmp/www
+          > /www/metrics && exec busybox httpd -f -p 8080 -h /www
       ports: [{{containerPort: 8080}}]
       resources: {{requests: {{cpu: 10m, memory: 16Mi}}, limits: {{cpu: 100m, memory: 32Mi}}}}
-      securityContext: {{allowPrivilegeEscalation: false, readOnlyRootFilesystem: false, capabilities: {{drop: [ALL]}}}}
+      securityContext: {{allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {{drop: [ALL]}}}}
+      volumeMounts: [{{name: www, mountPath: /www}}]
+  volumes: [{{name: www, emptyDir: {{}}}}]
 """
 
 
