@@ -182,3 +182,90 @@ def test_a_tenant_pod_is_discovered_by_annotation_and_labelled_with_its_instance
     # cAdvisor series of the tenant's containers carry the tenant too.
     cpu = _poll(url, f'container_cpu_usage_seconds_total{{job="cadvisor", namespace="{NAMESPACE}"}}')
     assert cpu and all(s["metric"]["instance"] == TENANT for s in cpu)
+
+
+# --- logs: the real collector on the testbed node, the real store -----------
+
+def _log_pod(namespace, tenant, marker):
+    return f"""
+apiVersion: v1
+kind: Pod
+metadata:
+  name: app
+  namespace: {namespace}
+  labels: {{app.kubernetes.io/name: instance, app.kubernetes.io/instance: {tenant}}}
+spec:
+  automountServiceAccountToken: false
+  securityContext: {{runAsNonRoot: true, runAsUser: 65534, seccompProfile: {{type: RuntimeDefault}}}}
+  containers:
+    - name: app
+      image: {BUSYBOX}
+      imagePullPolicy: IfNotPresent
+      command: [sh, -c, 'echo "order {marker} accepted for {tenant}"; exec sleep 3600']
+      resources: {{requests: {{cpu: 10m, memory: 16Mi}}, limits: {{cpu: 100m, memory: 32Mi}}}}
+      securityContext: {{allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {{drop: [ALL]}}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def testbed_logs(rendered, tools, tmp_path_factory):
+    """VictoriaLogs on loopback and vlagent on this machine (the testbed's
+    node), both with the rendered arguments; vlagent reads the node's real
+    /var/log/containers and finds the pods through the API (kubeconfig)."""
+    from test_logging_pipeline import _container_args, _replace, _wait_http
+
+    tmp = tmp_path_factory.mktemp("testbed-logs")
+    store_port, agent_port = _free_port(), _free_port()
+    store = f"http://127.0.0.1:{store_port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    env.update(KUBECONFIG=KUBECONFIG, HOSTNAME="vlagent-testbed-check")
+    store_args = _replace(_container_args(rendered, "victoria-logs-statefulset.yaml"),
+                          storageDataPath=tmp / "storage", httpListenAddr=f"127.0.0.1:{store_port}")
+    agent_args = _replace(_container_args(rendered, "vlagent-daemonset.yaml"),
+                          **{"remoteWrite.url": f"{store}/insert/native", "tmpDataPath": tmp / "vlagent",
+                             "httpListenAddr": f"127.0.0.1:{agent_port}"})
+    assert "-kubernetesCollector.logsPath=/var/log/containers" in agent_args
+    procs = []
+    try:
+        for name, binary, args, port in (("store", tools["victoria-logs"], store_args, store_port),
+                                         ("agent", tools["vlagent"], agent_args, agent_port)):
+            log = tmp / f"{name}.log"
+            procs.append(subprocess.Popen([binary, *args], env=env, stdout=open(log, "w"),
+                                          stderr=subprocess.STDOUT))
+            _wait_http(f"http://127.0.0.1:{port}/health", procs[-1], log)
+        yield store, tmp
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(30)
+
+
+def test_a_line_logged_by_instance2_on_the_testbed_is_found_by_its_instance_only(testbed_logs):
+    from test_logging_pipeline import INSTANCE_FIELD, _wait_for, query
+
+    store, tmp = testbed_logs
+    tag = uuid.uuid4().hex[:6]
+    tenants = {"one": f"obsa{tag}", "two": f"obsb{tag}"}
+    markers = {key: uuid.uuid4().hex for key in tenants}
+    try:
+        for key, tenant in tenants.items():
+            namespace = f"skx-{tenant}"
+            assert _kubectl("create", "namespace", namespace).returncode == 0
+            applied = _kubectl("apply", "-f", "-", input=_log_pod(namespace, tenant, markers[key]))
+            assert applied.returncode == 0, applied.stderr
+        for tenant in tenants.values():
+            ready = _kubectl("-n", f"skx-{tenant}", "wait", "--for=condition=Ready", "pod/app", "--timeout=90s")
+            assert ready.returncode == 0, ready.stderr
+        two = tenants["two"]
+        rows = _wait_for(store, f'"{INSTANCE_FIELD}":="{two}" AND "{markers["two"]}"', timeout=90)
+        assert len(rows) == 1, (tmp / "agent.log").read_text()[-3000:]
+        assert rows[0]["_msg"] == f"order {markers['two']} accepted for {two}"
+        assert rows[0]["kubernetes.pod_namespace"] == f"skx-{two}"
+        assert rows[0]["kubernetes.container_name"] == "app"
+        # Scoped to the other tenant, the line is not there; that tenant's own line is.
+        one = tenants["one"]
+        assert query(store, f'"{INSTANCE_FIELD}":="{one}" AND "{markers["two"]}"') == []
+        assert _wait_for(store, f'"{INSTANCE_FIELD}":="{one}" AND "{markers["one"]}"', timeout=60)
+    finally:
+        for tenant in tenants.values():
+            _kubectl("delete", "namespace", f"skx-{tenant}", "--wait=false")
