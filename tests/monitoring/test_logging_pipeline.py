@@ -18,7 +18,7 @@ import uuid
 import pytest
 import requests
 
-from conftest import load_docs
+from monitoring_support import load_docs
 
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 INSTANCE_FIELD = f"kubernetes.pod_labels.{INSTANCE_LABEL}"

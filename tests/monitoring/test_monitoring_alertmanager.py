@@ -18,7 +18,7 @@ import time
 import pytest
 import requests
 
-from conftest import configmap_data
+from monitoring_support import configmap_data
 
 SECRET_DIR = "/var/run/secrets/superkubernetex/alertmanager-receivers"
 

@@ -17,7 +17,7 @@ import requests
 import yaml
 
 import dashboards
-from conftest import RULES, configmap_data
+from monitoring_support import RULES, configmap_data
 
 TENANTS = ["instance1", "instance2", "instance3"]
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import render
+from monitoring_support import render
 
 
 @pytest.mark.parametrize("extra,message", [

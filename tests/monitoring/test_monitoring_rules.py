@@ -4,7 +4,7 @@ import subprocess
 
 import yaml
 
-from conftest import HERE, ROOT, RULES, configmap_data
+from monitoring_support import HERE, ROOT, RULES, configmap_data
 
 RULE_TESTS = os.path.join(HERE, "rules.test.yml")
 RUNBOOKS = os.path.join(ROOT, "docs", "runbooks")

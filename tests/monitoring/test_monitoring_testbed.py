@@ -25,7 +25,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import BIN, HERE, render, configmap_data
+from monitoring_support import BIN, HERE, render, configmap_data
 
 KUBECONFIG = os.environ.get("KUBECONFIG", "")
 TENANT = "obs" + uuid.uuid4().hex[:6]

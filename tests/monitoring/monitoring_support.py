@@ -1,0 +1,80 @@
+"""Fixtures of the observability tests: rendered manifests and built tools."""
+import os
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+BIN = os.environ.get("SKX_BIN", "/var/cache/skx/bin")
+RULES = os.path.join(ROOT, "roles", "monitoring", "files", "rules", "skx-alerts.yml")
+FAKE_SECRETS = ("fake-smtp-secret-4f1c", "fake-slack-secret-9a2b",
+                "fake-deadman-secret-7d3e", "fake-grafana-secret-1b8f")
+
+
+def _ensure_collection_link():
+    parent = os.path.join(ROOT, ".collections", "ansible_collections", "superkubernetex")
+    link = os.path.join(parent, "platform")
+    if not os.path.exists(link):
+        os.makedirs(parent, exist_ok=True)
+        os.symlink("../../..", link)
+
+
+def render(outdir, *extra_args, check=True):
+    """Run tests/monitoring/render.yml in render mode into outdir."""
+    _ensure_collection_link()
+    ansible = os.path.join(ROOT, ".venv", "bin", "ansible-playbook")
+    if not os.path.exists(ansible):
+        ansible = shutil.which("ansible-playbook")
+    proc = subprocess.run(
+        [ansible, os.path.join(HERE, "render.yml"), "-i", os.path.join(HERE, "inventory.yml"),
+         "-e", f"platform_render_dir={outdir}",
+         # Check the settings of the two roles rendered here only.
+         "-e", '{"platform_roles": ["monitoring", "logging"]}', *extra_args],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if not check:
+        return proc
+    assert proc.returncode == 0, f"render failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
+    return outdir
+
+
+def load_docs(path):
+    with open(path) as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory):
+    """Manifests rendered with every receiver configured (fake secrets)."""
+    return render(str(tmp_path_factory.mktemp("render-full")),
+                  "-e", f"@{os.path.join(HERE, 'receivers.vars.yml')}")
+
+
+@pytest.fixture(scope="session")
+def rendered_defaults(tmp_path_factory):
+    """The Alertmanager, Grafana and network manifests, rendered with the
+    role defaults and Grafana disabled (as on the testbed)."""
+    out = tmp_path_factory.mktemp("render-defaults")
+    return render(str(out), "--tags", "monitoring_alertmanager,monitoring_grafana,monitoring_network",
+                  "-e", "monitoring_grafana_enabled=false")
+
+
+def configmap_data(outdir, component, filename, key):
+    for doc in load_docs(os.path.join(outdir, component, filename)):
+        if doc["kind"] == "ConfigMap":
+            return doc["data"][key]
+    raise AssertionError(f"no ConfigMap in {filename}")
+
+
+@pytest.fixture(scope="session")
+def tools():
+    """promtool with Kubernetes SD, victoria-logs and vlagent, built once
+    from Go modules into /var/cache/skx/bin (install-tools.sh)."""
+    needed = ("promtool", "victoria-logs", "vlagent")
+    if not all(os.access(os.path.join(BIN, n), os.X_OK) for n in needed):
+        proc = subprocess.run(["bash", os.path.join(HERE, "install-tools.sh")],
+                              capture_output=True, text=True, timeout=3000)
+        assert proc.returncode == 0, f"install-tools.sh failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return {n: os.path.join(BIN, n) for n in needed}
