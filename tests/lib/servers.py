@@ -81,13 +81,7 @@ class PostgresServer:
              "--locale=C.UTF-8"],
             check=True, stdout=subprocess.DEVNULL, **_as_postgres_user())
         os.unlink(pwfile)
-        self.proc = subprocess.Popen(
-            [f"{bindir}/postgres", "-D", self.datadir, "-p", str(self.port),
-             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self._tmp}",
-             "-c", "fsync=off", "-c", "max_connections=200"],
-            stdout=subprocess.DEVNULL, stderr=open(os.path.join(self._tmp, "log"), "w"),
-            **_as_postgres_user())
-        _wait_port(self.port)
+        self._spawn("w")
         # The port answers before the server accepts logins: wait for that too.
         deadline = time.monotonic() + 30
         while subprocess.run(
@@ -111,12 +105,14 @@ class PostgresServer:
 
     def restart(self):
         """Start again on the same data directory and port after stop/kill."""
-        bindir = postgres_bindir()
+        self._spawn("a")
+
+    def _spawn(self, log_mode):
         self.proc = subprocess.Popen(
-            [f"{bindir}/postgres", "-D", self.datadir, "-p", str(self.port),
+            [f"{postgres_bindir()}/postgres", "-D", self.datadir, "-p", str(self.port),
              "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self._tmp}",
              "-c", "fsync=off", "-c", "max_connections=200"],
-            stdout=subprocess.DEVNULL, stderr=open(os.path.join(self._tmp, "log"), "a"),
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(self._tmp, "log"), log_mode),
             **_as_postgres_user())
         _wait_port(self.port)
 
