@@ -7,7 +7,8 @@ start_daemon() { # name cmd...
   if is_running "$name"; then return 0; fi
   mkdir -p "$SKX_RUN" "$SKX_LOG"
   log "starting $name"
-  setsid nohup "$@" >>"$SKX_LOG/$name.log" 2>&1 < /dev/null &
+  # fd 9 is up's lock: daemons (and the shims containerd forks) must not inherit it
+  setsid nohup "$@" >>"$SKX_LOG/$name.log" 2>&1 < /dev/null 9>&- &
   echo $! > "$SKX_RUN/$name.pid"
 }
 
