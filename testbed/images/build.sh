@@ -109,7 +109,7 @@ build_image() { # def
       retry 3 nice -n 10 "${mm[@]}" >"$SKX_CACHE/images/work/$name.log" 2>&1 \
         || { tail -30 "$SKX_CACHE/images/work/$name.log" >&2; die "mmdebstrap for $REF failed"; }
       mv "$layer.tmp.tar" "$layer"
-      find "$SKX_CACHE/images/rootfs" -maxdepth 1 -name "$name-*.tar" ! -path "$layer" -delete
+      find "$SKX_CACHE/images/rootfs" -maxdepth 1 -name "$name-????????????????.tar" ! -path "$layer" -delete
     fi
     args+=(--layer "$layer")
   elif [ "$KIND" = static ]; then
@@ -150,7 +150,7 @@ build_image() { # def
   python3 "$IMAGES_DIR/mkimage.py" "${args[@]}" --label "org.opencontainers.image.source=superkubernetex testbed" \
     || die "packing $REF failed"
   # drop archives of older definitions of this image
-  find "$SKX_CACHE/images" -maxdepth 1 -name "$name-*.tar" ! -path "$out" -delete
+  find "$SKX_CACHE/images" -maxdepth 1 -name "$name-????????????????.tar" ! -path "$out" -delete
 }
 
 image_defs() { ls "$IMAGES_DIR"/defs/*.sh; }
