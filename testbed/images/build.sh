@@ -48,6 +48,7 @@ _image_key() { # def -> hash of definition, referenced files and binaries
   {
     cat "$def" "$IMAGES_DIR/mkimage.py"
     echo "$DEBIAN_SUITE"
+    if [ "$KIND" = debian ]; then _rootfs_key; fi
     for a in "${ADD[@]}"; do
       src=${a%%:*}; [ "${src#/}" = "$src" ] && src="$IMAGES_DIR/files/$src"
       sha256sum "$src" 2>/dev/null || echo "missing $src"
