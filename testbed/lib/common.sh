@@ -27,7 +27,7 @@ ETCD_CLIENT_PORT=23790
 ETCD_PEER_PORT=23800
 APISERVER_PORT=6443
 
-export GOFLAGS="${GOFLAGS:--p=2} -buildvcs=false -mod=mod"
+export GOFLAGS="-p=2 ${GOFLAGS:-} -buildvcs=false -mod=mod"
 export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 export PATH="/usr/local/go/bin:$PATH"
 
