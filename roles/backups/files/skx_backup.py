@@ -39,6 +39,7 @@ import os
 import re
 import shutil
 import ssl
+import socket
 import subprocess
 import sys
 import time
@@ -885,12 +886,35 @@ def parser():
     return p
 
 
+def wait_for_server(host, port, timeout):
+    """Wait until host:port accepts a TCP connection.
+
+    A new pod's address reaches the NetworkPolicy sets a few seconds after
+    the pod starts (kube-router, as k3s embeds it): until then connections
+    are refused. A job must not fail for that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=3).close()
+            return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise Failed(f"{host}:{port} did not accept a connection within {timeout}s: {exc}") from None
+            time.sleep(1)
+
+
 def main(argv=None):
     args = parser().parse_args(argv)
     started = time.time()
     kind = {"pg-dump": "pg_dump", "redis-rdb": "redis_rdb"}.get(args.command)
     database = getattr(args, "database", None) if args.command != "redis-rdb" else "redis"
     try:
+        wait = env_int("SKX_CONNECT_TIMEOUT", 60)
+        if args.command == "redis-rdb":
+            wait_for_server(args.redis_host, args.redis_port, wait)
+        elif args.command in ("pg-dump", "verify-restore", "plan-restore", "restore") \
+                and not os.environ.get("PGHOST", "127.0.0.1").startswith("/"):
+            wait_for_server(os.environ.get("PGHOST", "127.0.0.1"), env_int("PGPORT", 5432), wait)
         if args.command == "pg-dump":
             result = pg_dump(args)
         elif args.command == "redis-rdb":
