@@ -5,9 +5,12 @@ import uuid
 
 import pytest
 
-from e2e_support import HOSTS, https, kubectl, psql, secret_data, stripe_signature
+from e2e_support import HOSTS, SETTINGS, https, kubectl, psql, secret_data, stripe_signature
 
-NAMESPACES = ["skx-app", "skx-data", "skx-monitoring", "skx-logging", "skx-instance1", "skx-instance2", "skx-instance3"]
+NAMESPACES = ["skx-app", "skx-data", "skx-instance1", "skx-instance2", "skx-instance3"]
+# Layers the testbed inventory turns off (with its reason) have no pods to check.
+NAMESPACES += [ns for ns, layer in [("skx-monitoring", "platform_monitoring_enabled"),
+                                    ("skx-logging", "platform_logging_enabled")] if SETTINGS.get(layer, True)]
 
 
 def pods(namespace):
@@ -46,15 +49,15 @@ def test_a_user_signs_up_logs_in_checks_out_and_the_webhook_records_the_subscrip
     login = https(HOSTS["auth"], "/login", "POST", {"email": email, "password": password})
     assert login.status == 200
     token = login.json()["token"]
-    assert https(HOSTS["auth"], "/verify", "POST", headers={"Authorization": f"Bearer {token}"}).status == 200
 
     checkout = https(HOSTS["payment"], "/checkout", "POST", {"plan": "pro"}, headers={"Authorization": f"Bearer {token}"})
     assert checkout.status == 201, checkout.body
     session = checkout.json()
     assert session["url"].startswith("https://")
 
-    user_id = json.loads(https(HOSTS["auth"], "/verify", "POST",
-                               headers={"Authorization": f"Bearer {token}"}).body)["sub"]
+    verified = https(HOSTS["auth"], "/verify", "POST", headers={"Authorization": f"Bearer {token}"}).json()
+    assert verified["valid"] is True
+    user_id = verified["claims"]["sub"]
     event = {"id": f"evt_{uuid.uuid4().hex}", "type": "checkout.session.completed",
              "data": {"object": {"id": session["id"], "object": "checkout.session",
                                  "client_reference_id": user_id, "metadata": {"user_id": user_id, "plan": "pro"}}}}
