@@ -912,7 +912,7 @@ def main(argv=None):
         wait = env_int("SKX_CONNECT_TIMEOUT", 60)
         if args.command == "redis-rdb":
             wait_for_server(args.redis_host, args.redis_port, wait)
-        elif args.command in ("pg-dump", "verify-restore", "plan-restore", "restore") \
+        elif args.command in ("pg-dump", "verify-restore", "restore") \
                 and not os.environ.get("PGHOST", "127.0.0.1").startswith("/"):
             wait_for_server(os.environ.get("PGHOST", "127.0.0.1"), env_int("PGPORT", 5432), wait)
         if args.command == "pg-dump":
