@@ -84,8 +84,8 @@ INVENTORY=$1; shift
 [ -e "$INVENTORY" ] || die "inventory $INVENTORY not found (try inventories/vm, inventories/existing or inventories/testbed)"
 if [ "$(basename "$INVENTORY")" = testbed ]; then
   say "Starting the local test cluster"
-  testbed/up
-  eval "$(testbed/up --env)"
+  kubeconfig=$(testbed/up | tail -n 1)   # its last line is KUBECONFIG=<path>
+  export "${kubeconfig?}"
 fi
 say "Deploying the platform with $INVENTORY"
 "$VENV/bin/ansible-playbook" site.yml -i "$INVENTORY" "$@"
