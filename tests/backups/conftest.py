@@ -84,7 +84,9 @@ def tenant_db(postgres_server):
     name = f"t{suffix}_db"
     owner = f"t{suffix}_user"
     sql(postgres_server, "postgres", f"CREATE ROLE {owner} LOGIN PASSWORD 'pw-{suffix}'")
-    sql(postgres_server, "postgres", f"CREATE DATABASE {name} OWNER {owner} CONNECTION LIMIT 20")
+    # A locale other than the server's default (C.UTF-8): a restore must keep it.
+    sql(postgres_server, "postgres", f"CREATE DATABASE {name} OWNER {owner} CONNECTION LIMIT 20 "
+                                     "TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'")
     sql(postgres_server, "postgres", f"REVOKE ALL ON DATABASE {name} FROM PUBLIC")
     sql(postgres_server, "postgres", f"GRANT CONNECT, TEMPORARY ON DATABASE {name} TO {owner}")
     sql(postgres_server, "postgres", f"ALTER DATABASE {name} SET statement_timeout TO '30s'")

@@ -66,9 +66,9 @@ def test_restore_after_drop_gives_identical_contents(run_backup, tenant_db, post
     # the tenant's role still owns its tables and connects, PUBLIC does not.
     row = sql(postgres_server, "postgres",
               "SELECT pg_get_userbyid(datdba), datconnlimit, datallowconn, "
-              "has_database_privilege('public', datname, 'CONNECT') FROM pg_database "
+              "has_database_privilege('public', datname, 'CONNECT'), datcollate, datctype FROM pg_database "
               "WHERE datname = %s", (db,))[0]
-    assert row == (tenant_db["owner"], 20, True, False)
+    assert row == (tenant_db["owner"], 20, True, False, "C", "C")
     with psycopg.connect(postgres_server.dsn(db, tenant_db["owner"], tenant_db["password"])) as conn:
         assert conn.execute("SELECT count(*) FROM pages").fetchone()[0] == 120
         assert conn.execute("SHOW statement_timeout").fetchone()[0] == "30s"

@@ -487,7 +487,8 @@ SELECT pg_get_userbyid(d.datdba), d.datconnlimit,
                         ELSE format('ALTER ROLE %I IN DATABASE @DB@ SET %s TO %L',
                                     pg_get_userbyid(s.setrole), split_part(c, '=', 1),
                                     substr(c, strpos(c, '=') + 1)) END, chr(30))
-                 FROM pg_db_role_setting s, unnest(s.setconfig) c WHERE s.setdatabase = d.oid), '')
+                 FROM pg_db_role_setting s, unnest(s.setconfig) c WHERE s.setdatabase = d.oid), ''),
+       pg_encoding_to_char(d.encoding), d.datcollate, d.datctype
 FROM pg_database d WHERE d.datname = :datname
 """
 
@@ -507,11 +508,14 @@ def restore(args):
     if not rows:
         raise Refused(f"database {database} does not exist on the server: nothing to restore over "
                       "(create it first, e.g. by running the platform playbook)")
-    owner, connlimit, grants, default_acl, settings = rows[0]
+    owner, connlimit, grants, default_acl, settings, encoding, collate, ctype = rows[0]
     started = time.time()
     log(f"restore: creating {fresh} owned by {owner}")
+    # The same encoding and locale as the database it replaces: they cannot
+    # change in place, and the platform checks them on every run.
     pg.psql("postgres", f"CREATE DATABASE {quote_ident(fresh)} OWNER {quote_ident(owner)} "
-                        f"CONNECTION LIMIT {int(connlimit)}")
+                        f"CONNECTION LIMIT {int(connlimit)} TEMPLATE template0 ENCODING {quote_literal(encoding)} "
+                        f"LC_COLLATE {quote_literal(collate)} LC_CTYPE {quote_literal(ctype)}")
     try:
         statements = []
         if default_acl != "t":
