@@ -126,7 +126,10 @@ def test_pod_resolves_service_by_dns_name(ns):
                      what="DNS answer")
     assert out.split()[0] == ip
     assert ns.exec("client", "getent", "hosts", "echo").stdout.split()[0] == ip  # search path
-    body = ns.exec("client", "curl", "-fsS", "--max-time", "5", "http://echo/").stdout
+    # The echo server may still be starting, and a new pod reaches the policy
+    # sets a few seconds late (kube-router): ask until it answers.
+    body = eventually(lambda: ns.exec("client", "curl", "-fsS", "--max-time", "5", "http://echo/",
+                                      check=False).stdout, timeout=60, what="an answer from echo")
     assert body.startswith("hello from echo-")
     # and a name that does not exist does not resolve
     assert ns.exec("client", "getent", "hosts", f"nope.{ns.namespace}.svc.cluster.local",
