@@ -1,4 +1,5 @@
 import os
+import pathlib
 import subprocess
 
 import pytest
@@ -11,5 +12,7 @@ def pytest_collection_modifyitems(config, items):
         ["curl", "-sk", "--max-time", "3", "-o", "/dev/null", "https://127.0.0.1:443/"]).returncode == 0
     if not reachable:
         skip = pytest.mark.skip(reason="no testbed: run testbed/up and site.yml -i inventories/testbed first")
+        here = pathlib.Path(__file__).parent
         for item in items:
-            item.add_marker(skip)
+            if here in pathlib.Path(str(item.fspath)).parents:
+                item.add_marker(skip)
