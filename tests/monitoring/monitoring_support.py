@@ -2,6 +2,7 @@
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 import yaml
@@ -78,3 +79,18 @@ def tools():
                               capture_output=True, text=True, timeout=3000)
         assert proc.returncode == 0, f"install-tools.sh failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return {n: os.path.join(BIN, n) for n in needed}
+
+
+def wait_ready(url, proc, log_path, what, timeout=60):
+    """Wait for a Prometheus-family server's /-/ready, failing with its log if it exits."""
+    import requests
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        assert proc.poll() is None, log_path.read_text()
+        assert time.monotonic() < deadline, f"{what} did not become ready"
+        time.sleep(0.3)

@@ -18,7 +18,7 @@ import time
 import pytest
 import requests
 
-from monitoring_support import configmap_data
+from monitoring_support import configmap_data, wait_ready
 
 SECRET_DIR = "/var/run/secrets/superkubernetex/alertmanager-receivers"
 
@@ -117,16 +117,7 @@ def alertmanager(rendered, tmp_path_factory):
         stdout=subprocess.DEVNULL, stderr=open(tmp / "log", "w"))
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert proc.poll() is None, (tmp / "log").read_text()
-            assert time.monotonic() < deadline, "Alertmanager did not become ready"
-            time.sleep(0.3)
+        wait_ready(url, proc, tmp / "log", "Alertmanager")
         yield url
     finally:
         proc.terminate()

@@ -17,7 +17,7 @@ import requests
 import yaml
 
 import dashboards
-from monitoring_support import RULES, configmap_data
+from monitoring_support import RULES, configmap_data, wait_ready
 
 TENANTS = ["instance1", "instance2", "instance3"]
 
@@ -165,16 +165,7 @@ def prometheus(tmp_path_factory):
         stdout=subprocess.DEVNULL, stderr=open(tmp / "log", "w"))
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert proc.poll() is None, (tmp / "log").read_text()
-            assert time.monotonic() < deadline, "Prometheus did not become ready"
-            time.sleep(0.3)
+        wait_ready(url, proc, tmp / "log", "Prometheus")
         # Enough samples for rates over 1m windows.
         time.sleep(12)
         yield url
