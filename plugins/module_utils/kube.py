@@ -78,11 +78,15 @@ class KubeSecretStore(object):
             self.data[(namespace, name)] = dict(
                 (k, base64.b64decode(v).decode('utf-8')) for k, v in (secret.data or {}).items())
         for kind, namespace, name in self.workloads:
-            # A workload that is not healthy now would make the rotation wait
-            # for nothing and then undo it: refuse before changing anything.
-            if not rolled_out(kind, self._call('read', kind, namespace, name)):
-                raise RuntimeError('%s %s/%s is not fully rolled out and available; fix it before rotating'
-                                   % (kind, namespace, name))
+            # A workload that is not healthy would make the rotation wait for
+            # nothing and then undo it: refuse before changing anything. One
+            # that is only moving (the HPA adding a pod under load, a rollout
+            # under way) gets the rollout timeout to settle first.
+            try:
+                self.wait(kind, namespace, name)
+            except RuntimeError as e:
+                raise RuntimeError('%s %s/%s is not fully rolled out and available (%s); fix it before rotating'
+                                   % (kind, namespace, name, e))
         return dict(self.data[self.secrets[0]])
 
     def publish(self, data, dry_run=False):

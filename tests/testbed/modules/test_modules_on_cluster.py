@@ -178,6 +178,22 @@ def test_a_rollout_that_never_becomes_ready_is_undone(pg, run_module):
             assert stored.fetchone()[0] is None
 
 
+def test_a_consumer_that_is_not_ready_is_refused_before_anything_changes(pg, run_module):
+    name, _password = make_tenant(pg, run_module)
+    pg.apply([consumer("consumer", "db-credentials", ready_if="never-matches")])
+    before = read_secret(pg.namespace, "db-credentials")
+    started = time.monotonic()
+    refused = run_module("secret_rotation", pg_args(
+        pg.namespace, kind="postgres", secrets=[{"namespace": pg.namespace, "name": "db-credentials"}],
+        restart=[{"namespace": pg.namespace, "name": "consumer"}], rollout_timeout=15))
+    assert refused.failed, refused.stdout
+    assert "fix it before rotating" in refused["msg"] and "nothing changed" in refused["msg"]
+    assert time.monotonic() - started >= 15  # it gave the Deployment the rollout timeout to settle
+    assert read_secret(pg.namespace, "db-credentials") == before
+    deploy = json.loads(pg.run("get", "deployment", "consumer", "-o", "json").stdout)
+    assert "checksum/db-credentials" not in deploy["spec"]["template"]["metadata"].get("annotations", {})
+
+
 def test_redis_rotation_through_the_port_forward(ns, run_module):
     old = "tb-redis-" + uuid.uuid4().hex
     ns.apply([server_pod("redis", REDIS_IMAGE, args=["--requirepass", old], port=6379),
