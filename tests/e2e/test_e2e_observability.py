@@ -165,7 +165,10 @@ def _ensure_backup_results(prometheus):
         return
     job = f"backup-instance2-db-e2e-{uuid.uuid4().hex[:6]}"
     kubectl("-n", "skx-data", "create", "job", job, "--from=cronjob/backup-instance2-db")
-    kubectl("-n", "skx-data", "wait", "--for=condition=complete", "--timeout=300s", f"job/{job}", timeout=320)
+    try:
+        kubectl("-n", "skx-data", "wait", "--for=condition=complete", "--timeout=300s", f"job/{job}", timeout=320)
+    finally:  # the backup stays (the retention prunes it), not its Job
+        kubectl("-n", "skx-data", "delete", "job", job, "--wait=false", check=False)
     assert _wait(lambda: _query(prometheus, "skx_backup_last_success_timestamp_seconds"), timeout=90), \
         "the backup's results did not reach Prometheus"
 
