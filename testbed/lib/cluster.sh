@@ -35,6 +35,14 @@ host_setup() {
     mv "$SKX_STATE/sysctl.saved.tmp" "$SKX_STATE/sysctl.saved"
   fi
   sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1
+  # The kubelet refuses a hostPath with mount propagation (node-exporter reads the host's
+  # / with HostToContainer) unless the path is on a shared or slave mount. Hosts booted
+  # by systemd (k3s nodes) have / shared; this one has it private: share / (only that
+  # mount, not recursively) and let `down` make it private again.
+  if [ "$(findmnt -no PROPAGATION /)" = private ]; then
+    touch "$SKX_STATE/root-mount-was-private"
+    mount --make-shared /
+  fi
   # The node address lives on a port-less bridge of our own (the kernel has no dummy driver).
   if ! ip link show "$NODE_IF" >/dev/null 2>&1; then
     ip link add "$NODE_IF" type bridge
@@ -274,18 +282,24 @@ import_images() { # [def...]; default: all definitions. FORCE_IMPORT=1 re-import
   . "$TESTBED_DIR/images/build.sh"
   local have d ref tar defs=("$@") n=0
   [ "${#defs[@]}" -eq 0 ] && mapfile -t defs < <(image_defs)
-  have=$(ctr_ -n k8s.io images ls -q 2>/dev/null || true)
+  # "ref digest" of every image present: an image whose definition changed
+  # (same reference, another archive) is imported again.
+  have=$(ctr_ -n k8s.io images ls 2>/dev/null | awk 'NR > 1 {print $1 " " $3}' || true)
   for d in "${defs[@]}"; do
     ref=$( _image_load "$d"; echo "$REF" )
     tar=$(image_tar "$d")
-    if [ "${FORCE_IMPORT:-0}" != 1 ] && grep -qxF "$ref" <<<"$have"; then continue; fi
     [ -f "$tar" ] || { log "image archive for $ref missing, skipping"; continue; }
+    if [ "${FORCE_IMPORT:-0}" != 1 ] && grep -qxF "$ref $(_archive_digest "$tar")" <<<"$have"; then continue; fi
     ctr_ -n k8s.io images import "$tar" >/dev/null \
       || die "import of $ref failed"
     ctr_ -n k8s.io images label "$ref" io.cri-containerd.pinned=pinned >/dev/null 2>&1 || true
     n=$((n + 1))
   done
   log "images imported: $n"
+}
+
+_archive_digest() { # OCI archive -> digest of its manifest (what `ctr images ls` shows)
+  tar --occurrence=1 -xOf "$1" index.json | python3 -c 'import json, sys; print(json.load(sys.stdin)["manifests"][0]["digest"])'
 }
 
 image_defs_by_kind() { # kind... -> definition files of those kinds

@@ -125,6 +125,21 @@ build_stripe_mock() {
   go_build_component stripe-mock "$STRIPE_MOCK_VERSION"
 }
 
+# Prometheus (with Kubernetes service discovery, which Debian's package lacks),
+# VictoriaLogs and vlagent: built by the script the monitoring tests use, so
+# both build the versions of versions.env the same way; static here.
+build_observability_tool() { # NAME VERSION TOOL...
+  local name=$1 version=$2 out="$SKX_CACHE/bin/$1-$2"; shift 2
+  [ -f "$out/.done" ] && return 0
+  log "building $name $version (Go, cached in $out)"
+  rm -rf "$out"; mkdir -p "$out"
+  SKX_BIN="$out" SKX_SRC="$SKX_CACHE/src" CGO_ENABLED=0 \
+    "$TESTBED_DIR/../tests/monitoring/install-tools.sh" "$@" >&2 || { log "build of $name $version failed"; return 1; }
+  touch "$out/.done"
+}
+build_prometheus() { build_observability_tool prometheus "$PROMETHEUS_VERSION" prometheus-k8s; }
+build_victorialogs() { build_observability_tool victorialogs "$VICTORIALOGS_VERSION" victoria-logs vlagent; }
+
 # pause: the C program from the kubernetes module (build/pause/linux/pause.c), linked statically.
 build_pause() {
   local out="$SKX_CACHE/bin/pause-$PAUSE_VERSION"

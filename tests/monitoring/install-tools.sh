@@ -7,42 +7,59 @@
 #   prometheus-k8s  Prometheus 2.42.0 with Kubernetes SD, with --with-prometheus
 #                 (the testbed test runs it against the cluster from here)
 # Debian packages used as they are: prometheus, prometheus-alertmanager (amtool).
+#
+# The testbed images (testbed/images/defs/prometheus.sh, victoria-logs.sh,
+# vlagent.sh) are built from the same script: testbed/lib/components.sh runs
+#   SKX_BIN=<dir> CGO_ENABLED=0 install-tools.sh prometheus-k8s | victoria-logs vlagent
+# (explicit names build only those). The versions live in testbed/versions.env.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../../testbed/versions.env
+. "$HERE/../../testbed/versions.env"
 BIN=${SKX_BIN:-/var/cache/skx/bin}
 SRC=${SKX_SRC:-/var/cache/skx/src}
-VL_VERSION=v1.52.1
-PROM_VERSION=v0.42.0   # Go module version of Prometheus 2.42.0 (platform_images.prometheus)
+VL_VERSION=$VICTORIALOGS_VERSION
+PROM_VERSION=$PROMETHEUS_VERSION
 mkdir -p "$BIN" "$SRC"
-export GOBIN=$BIN GOFLAGS=-buildvcs=false
+export GOBIN=$BIN GOFLAGS=-buildvcs=false GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 
-if [ ! -x "$BIN/victoria-logs" ] || [ ! -x "$BIN/vlagent" ]; then
-  echo "building victoria-logs and vlagent $VL_VERSION"
-  nice -n 19 go install \
-    "github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@$VL_VERSION" \
-    "github.com/VictoriaMetrics/VictoriaLogs/app/vlagent@$VL_VERSION"
-fi
+case "${1:-}" in
+  "") TOOLS="promtool victoria-logs vlagent" ;;
+  --with-prometheus) TOOLS="promtool victoria-logs vlagent prometheus-k8s" ;;
+  *) TOOLS="$*" ;;
+esac
+want() { case " $TOOLS " in *" $1 "*) [ ! -x "$BIN/$1" ] ;; *) return 1 ;; esac; }
+
+for tool in victoria-logs vlagent; do
+  if want "$tool"; then
+    echo "building $tool $VL_VERSION"
+    nice -n 19 go install -trimpath -ldflags "-s -w" "github.com/VictoriaMetrics/VictoriaLogs/app/$tool@$VL_VERSION"
+  fi
+done
 
 # Prometheus' go.mod has replace and exclude directives, which
 # "go install pkg@version" refuses: build from the small wrapper module in
 # tools/prometheus (requires the release, copies upstream's two replace
 # lines, and pins every dependency in its go.sum so builds repeat).
 prometheus_module() {
+  grep -q "github.com/prometheus/prometheus $PROM_VERSION\$" "$HERE/tools/prometheus/go.mod" \
+    || { echo "tools/prometheus/go.mod does not require prometheus $PROM_VERSION (testbed/versions.env)" >&2; exit 1; }
   mkdir -p "$SRC/prometheus-$PROM_VERSION"
   cp "$HERE"/tools/prometheus/{go.mod,go.sum,tools.go} "$SRC/prometheus-$PROM_VERSION/"
   cd "$SRC/prometheus-$PROM_VERSION"
 }
 
-if [ ! -x "$BIN/promtool" ]; then
+if want promtool; then
   echo "building promtool (Prometheus $PROM_VERSION) with Kubernetes service discovery"
-  prometheus_module
-  nice -n 19 go build -o "$BIN/promtool" github.com/prometheus/prometheus/cmd/promtool
+  ( prometheus_module
+    nice -n 19 go build -trimpath -ldflags "-s -w" -o "$BIN/promtool" github.com/prometheus/prometheus/cmd/promtool )
 fi
 
-# Prometheus itself, for the testbed test that runs it from this machine.
-if [ "${1:-}" = "--with-prometheus" ] && [ ! -x "$BIN/prometheus-k8s" ]; then
+# Prometheus itself: the testbed image, and the testbed test that runs it from this machine.
+if want prometheus-k8s; then
   echo "building prometheus (Prometheus $PROM_VERSION) with Kubernetes service discovery"
-  prometheus_module
-  nice -n 19 go build -o "$BIN/prometheus-k8s" github.com/prometheus/prometheus/cmd/prometheus
+  ( prometheus_module
+    nice -n 19 go build -trimpath -o "$BIN/prometheus-k8s" \
+      -ldflags "-s -w -X github.com/prometheus/common/version.Version=2.${PROM_VERSION#v0.}" github.com/prometheus/prometheus/cmd/prometheus )
 fi
-ls -l "$BIN"/promtool "$BIN"/victoria-logs "$BIN"/vlagent
+for tool in $TOOLS; do ls -l "$BIN/$tool"; done

@@ -1,7 +1,11 @@
 """Fixtures of the observability tests: rendered manifests and built tools."""
+import http.server
+import json
 import os
 import shutil
+import socketserver
 import subprocess
+import threading
 import time
 
 import pytest
@@ -94,3 +98,68 @@ def wait_ready(url, proc, log_path, what, timeout=60):
         assert proc.poll() is None, log_path.read_text()
         assert time.monotonic() < deadline, f"{what} did not become ready"
         time.sleep(0.3)
+
+
+class WebhookSink(http.server.BaseHTTPRequestHandler):
+    """A Slack-compatible (any JSON webhook) sink: keeps every POST."""
+    received = []
+
+    def do_POST(self):  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append({"path": self.path, "auth": self.headers.get("Authorization"),
+                              "json": json.loads(body)})
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+class SMTPSink(socketserver.StreamRequestHandler):
+    """The few SMTP verbs Alertmanager speaks, without STARTTLS or AUTH."""
+    mails = []
+
+    def _say(self, line):
+        self.wfile.write(line.encode() + b"\r\n")
+
+    def handle(self):
+        self._say("220 sink ESMTP")
+        mail = {"rcpt": [], "data": ""}
+        while True:
+            line = self.rfile.readline().decode()
+            if not line:
+                return
+            verb = line[:4].upper()
+            if verb in ("EHLO", "HELO"):
+                self._say("250 sink")
+            elif verb == "MAIL":
+                mail = {"from": line.strip(), "rcpt": [], "data": ""}
+                self._say("250 ok")
+            elif verb == "RCPT":
+                mail["rcpt"].append(line.split(":", 1)[1].strip().strip("<>"))
+                self._say("250 ok")
+            elif verb == "DATA":
+                self._say("354 go on")
+                lines = []
+                while (data := self.rfile.readline().decode()) not in (".\r\n", ""):
+                    lines.append(data)
+                mail["data"] = "".join(lines)
+                self.mails.append(mail)
+                self._say("250 queued")
+            elif verb == "QUIT":
+                self._say("221 bye")
+                return
+            else:
+                self._say("250 ok")
+
+
+def start_sinks(host, webhook_port, smtp_port, webhook=WebhookSink, smtp=SMTPSink):
+    """Serve the webhook and SMTP sinks on host (port 0: any free port), in threads."""
+    hooks = http.server.ThreadingHTTPServer((host, webhook_port), webhook)
+    mail = socketserver.ThreadingTCPServer((host, smtp_port), smtp)
+    mail.daemon_threads = True
+    for server in (hooks, mail):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    return hooks, mail

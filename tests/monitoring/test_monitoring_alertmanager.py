@@ -5,20 +5,16 @@ Slack-compatible webhook sink (URL read from the Secret file), an SMTP sink
 from its file), resolve, and a tenant's critical alert inhibits its warnings.
 Only the timers are shortened and the addresses pointed at the sinks."""
 import datetime
-import http.server
-import json
 import os
 import shutil
 import socket
-import socketserver
 import subprocess
-import threading
 import time
 
 import pytest
 import requests
 
-from monitoring_support import configmap_data, wait_ready
+from monitoring_support import SMTPSink as _SMTP, WebhookSink as _Webhooks, configmap_data, start_sinks, wait_ready
 
 SECRET_DIR = "/var/run/secrets/superkubernetex/alertmanager-receivers"
 
@@ -29,70 +25,12 @@ def _free_port():
         return s.getsockname()[1]
 
 
-class _Webhooks(http.server.BaseHTTPRequestHandler):
-    received = []
-
-    def do_POST(self):  # noqa: N802
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.received.append({"path": self.path, "auth": self.headers.get("Authorization"),
-                              "json": json.loads(body)})
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args):
-        pass
-
-
-class _SMTP(socketserver.StreamRequestHandler):
-    """The few SMTP verbs Alertmanager speaks, without STARTTLS or AUTH."""
-    mails = []
-
-    def _say(self, line):
-        self.wfile.write(line.encode() + b"\r\n")
-
-    def handle(self):
-        self._say("220 sink ESMTP")
-        mail = {"rcpt": [], "data": ""}
-        while True:
-            line = self.rfile.readline().decode()
-            if not line:
-                return
-            verb = line[:4].upper()
-            if verb in ("EHLO", "HELO"):
-                self._say("250 sink")
-            elif verb == "MAIL":
-                mail = {"from": line.strip(), "rcpt": [], "data": ""}
-                self._say("250 ok")
-            elif verb == "RCPT":
-                mail["rcpt"].append(line.split(":", 1)[1].strip().strip("<>"))
-                self._say("250 ok")
-            elif verb == "DATA":
-                self._say("354 go on")
-                lines = []
-                while (data := self.rfile.readline().decode()) not in (".\r\n", ""):
-                    lines.append(data)
-                mail["data"] = "".join(lines)
-                self.mails.append(mail)
-                self._say("250 queued")
-            elif verb == "QUIT":
-                self._say("221 bye")
-                return
-            else:
-                self._say("250 ok")
-
-
 @pytest.fixture(scope="module")
 def alertmanager(rendered, tmp_path_factory):
     binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
     assert binary, "alertmanager not found: apt-get install prometheus-alertmanager"
     tmp = tmp_path_factory.mktemp("alertmanager")
-    hooks = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Webhooks)
-    smtp = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SMTP)
-    smtp.daemon_threads = True
-    for server in (hooks, smtp):
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+    hooks, smtp = start_sinks("127.0.0.1", 0, 0)
     hook_url = f"http://127.0.0.1:{hooks.server_address[1]}"
     secrets = tmp / "secrets"
     secrets.mkdir()

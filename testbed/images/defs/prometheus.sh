@@ -1,12 +1,15 @@
-REF=quay.io/prometheus/prometheus:v2.42.0
-KIND=debian
-PACKAGES="prometheus"
-CUSTOMIZE='mkdir -p "$1/prometheus" "$1/usr/share/prometheus"; chown 65534:65534 "$1/prometheus";
-  ln -sfn /usr/share/prometheus/web/ui "$1/usr/share/prometheus/ui" 2>/dev/null || true;
-  mkdir -p "$1/usr/share/prometheus/console_libraries" "$1/usr/share/prometheus/consoles"'
-ADD=("prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:0644")
+# Prometheus with Kubernetes service discovery: Debian's package is built
+# without it (`field kubernetes_sd_configs not found`), so the binary comes
+# from the Go module (tests/monitoring/install-tools.sh, static here). No web
+# UI assets (the API and /metrics are what the platform uses).
+REF=quay.io/prometheus/prometheus:v2.${PROMETHEUS_VERSION#v0.}
+KIND=static
+NEEDS=build_prometheus
+ADD=("$SKX_CACHE/bin/prometheus-$PROMETHEUS_VERSION/prometheus-k8s:/bin/prometheus:0755"
+  "prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:0644")
+DIRS=("/prometheus:0755:65534")
 ENTRYPOINT='["/bin/prometheus"]'
-CMD='["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus", "--web.console.libraries=/usr/share/prometheus/console_libraries", "--web.console.templates=/usr/share/prometheus/consoles"]'
+CMD='["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]'
 USER=nobody
 WORKDIR=/prometheus
 PORTS="9090/tcp"
