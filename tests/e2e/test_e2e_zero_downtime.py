@@ -115,6 +115,9 @@ def test_a_secret_rotation_loses_no_request(targets):
     after = credentials()
     for name in before:
         assert before[name] != after[name], f"{name} was not rotated"
+    # The Redis exporter has its own ACL user: the clients' new password does not lock it out.
+    metrics = kubectl("get", "--raw", "/api/v1/namespaces/skx-data/pods/redis-0:9121/proxy/metrics").stdout
+    assert "\nredis_up 1\n" in metrics, "the Redis exporter lost its login after the rotation"
     assert all(load.ok[t.name] > 0 for t in targets), load.summary()
     assert load.lost() == 0, load.summary()
 
