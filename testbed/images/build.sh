@@ -1,6 +1,6 @@
 # Image builder: one definition file per image in testbed/images/defs/NAME.sh.
 #
-# A definition is a bash fragment that sets:
+# A definition is a bash fragment (it may source a shared *.inc file) that sets:
 #   REF          image reference, e.g. docker.io/library/redis:7.0
 #   KIND         debian  (root filesystem from Debian packages via mmdebstrap)
 #                static  (static Go binaries on a minimal base: passwd, CA bundle, /tmp)
@@ -43,10 +43,13 @@ _image_load() {
   REF=$(norm_ref "$REF")
 }
 
-_image_key() { # def -> hash of definition, referenced files and binaries
+_image_key() { # def (loaded) -> hash of what it sets, referenced files and binaries
   local def=$1 a src
   {
-    cat "$def" "$IMAGES_DIR/mkimage.py"
+    # The values, not the file's text: a definition may source shared settings (app.inc).
+    declare -p REF KIND PACKAGES USERS CUSTOMIZE NEEDS ENTRYPOINT CMD PORTS USER WORKDIR VOLUMES STOP_SIGNAL \
+      BASE ADD SYMLINKS DIRS ENV TREES
+    cat "$IMAGES_DIR/mkimage.py"
     echo "$DEBIAN_SUITE"
     if [ "$KIND" = debian ]; then _rootfs_key; fi
     for a in "${ADD[@]}"; do

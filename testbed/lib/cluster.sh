@@ -7,7 +7,7 @@ build_all() {
   # Debian image root filesystems are mostly download/dpkg work: build them next to the Go builds.
   local deb_defs=() static_defs=() d
   for d in $(image_defs); do
-    if grep -q '^KIND=debian' "$d"; then deb_defs+=("$d"); else static_defs+=("$d"); fi
+    if [ "$( _image_load "$d"; echo "$KIND" )" = debian ]; then deb_defs+=("$d"); else static_defs+=("$d"); fi
   done
   local imglog="$SKX_CACHE/logs/images-$(date +%s)" pids=() q1=() q2=() i p
   mkdir -p "$SKX_CACHE/logs"
@@ -306,7 +306,9 @@ image_defs_by_kind() { # kind... -> definition files of those kinds
   . "$TESTBED_DIR/images/build.sh"
   local d k
   for d in $(image_defs); do
-    for k in "$@"; do grep -q "^KIND=$k\b" "$d" && echo "$d"; done
+    # The loaded value: a definition may set KIND in a file it sources (app.inc).
+    local kind; kind=$( _image_load "$d"; echo "$KIND" )
+    for k in "$@"; do [ "$kind" = "$k" ] && echo "$d"; done
   done
   return 0
 }

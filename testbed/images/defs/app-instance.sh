@@ -1,13 +1,4 @@
-# The reference apps (apps/skx_apps) as apps/Dockerfile builds them: one image, tagged per service;
-# SERVICE_NAME (set by the app and instance roles) picks the service.
+# The reference app image for instance (shared settings in app.inc).
 REF=ghcr.io/superkubernetex/instance:0.1.0
-KIND=app
-BASE=python-base
-TREES=("apps/skx_apps:/app/skx_apps:0")
-ENV=("PYTHONPATH=/app" "PYTHONDONTWRITEBYTECODE=1" "PYTHONUNBUFFERED=1" "PORT=8080")
-WORKDIR=/app
-USER=10001:10001
-PORTS="8080/tcp"
-STOP_SIGNAL=SIGTERM
-ENTRYPOINT='["python3", "-m", "skx_apps"]'
-CMD='[]'
+# shellcheck source=app.inc
+. "${BASH_SOURCE[0]%/*}/app.inc"
