@@ -132,8 +132,10 @@ def overview():
         ts("HTTP requests per service", [q(
             f"sum by (service) (rate(http_requests_total[{RATE}]))", "{{service}}")],
             unit="reqps", stack=True),
+        # "or 0 * ...": a service without any 5xx shows 0, not "No data".
         ts("HTTP 5xx ratio per service", [q(
-            f'sum by (service) (rate(http_requests_total{{code=~"5.."}}[{RATE}]))'
+            f'(sum by (service) (rate(http_requests_total{{code=~"5.."}}[{RATE}]))'
+            f" or 0 * sum by (service) (rate(http_requests_total[{RATE}])))"
             f" / sum by (service) (rate(http_requests_total[{RATE}]))", "{{service}}")],
             unit="percentunit", description="The SLO allows 0.1% (99.9% availability)."),
         ts("Response time per instance (p50, p95, p99)", quantiles(sel, "instance"), unit="s",
