@@ -10,6 +10,10 @@ SKX_STATE="${SKX_STATE:-/var/lib/skx-testbed}"     # removed by down
 SKX_RUN="${SKX_RUN:-/run/skx-testbed}"             # removed by down
 SKX_LOG="$SKX_STATE/log"
 KUBECONFIG_PATH="$SKX_STATE/admin.kubeconfig"
+# The kubectl every step of up/down runs: the versioned build, never a link an
+# earlier run may have left. $KUBECTL is the convenience link for operators and
+# tests; up makes it right after the build and down removes it.
+KUBECTL_BIN="$SKX_CACHE/bin/kubernetes-$K8S_VERSION/kubectl"
 KUBECTL="$SKX_CACHE/bin/kubectl"
 
 # Network layout (k3s defaults for pod/service CIDRs).

@@ -23,4 +23,4 @@ wait_for() { # description timeout-seconds cmd...
   log "$what: ok ($(( $(date +%s) - start ))s)"
 }
 
-kc() { "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
+kc() { "$KUBECTL_BIN" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
