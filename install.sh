@@ -68,10 +68,13 @@ ln -sfn ../../.. .collections/ansible_collections/superkubernetex/platform
 
 # --- Preflight -------------------------------------------------------------
 say "Checking the control node"
-"$VENV/bin/ansible" --version | head -1
+# Read the whole output (head would close the pipe early: ansible then dies
+# on a broken pipe and, with pipefail, so would this script).
+ansible_version=$("$VENV/bin/ansible" --version) || die "ansible does not start from $VENV"
+echo "${ansible_version%%$'\n'*}"
+collections=$("$VENV/bin/ansible-galaxy" collection list 2>/dev/null) || true
 for collection in kubernetes.core community.postgresql community.crypto community.general ansible.posix; do
-  "$VENV/bin/ansible-galaxy" collection list "$collection" 2>/dev/null | grep -q "^$collection " \
-    || die "collection $collection is missing from the ansible bundle"
+  grep -q "^$collection " <<<"$collections" || die "collection $collection is missing from the ansible bundle"
 done
 "$VENV/bin/python" -c "import kubernetes, psycopg" || die "the kubernetes and psycopg Python libraries are missing"
 "$VENV/bin/ansible-doc" superkubernetex.platform.tenant_database >/dev/null 2>&1 \
