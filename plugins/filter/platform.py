@@ -113,6 +113,81 @@ def check_hosts(hosts):
     return hosts
 
 
+def check_instance_names(instances, namespaces, hosts, reserved_roles=()):
+    """Fail when an instance's derived names collide with a platform name or another instance's.
+
+    ``instances`` is the resolved list (``instances`` filter), ``namespaces`` the
+    ``platform_namespaces`` mapping, ``hosts`` the ``platform_hosts`` mapping,
+    ``reserved_roles`` the PostgreSQL roles the platform itself uses.
+    Returns the list unchanged so it can be chained.
+    """
+    var = "platform_instances"
+    taken_ns = {ns: f"platform_namespaces.{concern}" for concern, ns in dict(namespaces).items()}
+    taken_hosts = {str(h).lower(): f"platform_hosts.{service}" for service, h in dict(hosts).items()}
+    taken_roles = {}
+    for role in reserved_roles:
+        taken_roles[role] = "the platform"
+    # The shared superkube database's owner and its two login roles.
+    for role in ("superkube", "superkube_a", "superkube_b"):
+        taken_roles.setdefault(role, "the shared superkube database")
+    for idx, item in enumerate(instances):
+        where = f"{var}[{idx}] ({item['name']!r})"
+        if item["namespace"] in taken_ns:
+            raise AnsibleFilterError(
+                f"{where}: its namespace {item['namespace']!r} is already {taken_ns[item['namespace']]}; "
+                "choose another instance name")
+        taken_ns[item["namespace"]] = f"the namespace of {var}[{idx}]"
+        if item["host"] in taken_hosts:
+            raise AnsibleFilterError(
+                f"{where}.host {item['host']!r} is already {taken_hosts[item['host']]}; every service needs its own host")
+        taken_hosts[item["host"]] = f"the host of {var}[{idx}]"
+        owner = re.sub(r"_db$", "", item["database"])
+        if owner.startswith("pg_"):
+            raise AnsibleFilterError(
+                f"{where}: its database role {owner!r} would start with pg_, which PostgreSQL reserves; "
+                "choose another instance name")
+        for role in (owner, f"{owner}_a", f"{owner}_b"):
+            if role in taken_roles:
+                raise AnsibleFilterError(
+                    f"{where}: its database role {role!r} is already used by {taken_roles[role]}; "
+                    "choose another instance name")
+        for role in (owner, f"{owner}_a", f"{owner}_b"):
+            taken_roles[role] = f"{var}[{idx}]"
+    return instances
+
+
+def kubeconfig_target(kubeconfig, context=None):
+    """Return the context name and API URL a kubeconfig selects (never its credentials)."""
+    if not isinstance(kubeconfig, dict):
+        return {"context": context or "", "server": ""}
+    name = context or kubeconfig.get("current-context") or ""
+    contexts = {c.get("name"): c.get("context") or {} for c in kubeconfig.get("contexts") or [] if isinstance(c, dict)}
+    clusters = {c.get("name"): c.get("cluster") or {} for c in kubeconfig.get("clusters") or [] if isinstance(c, dict)}
+    if name not in contexts:
+        return {"context": f"{name} (not in the kubeconfig)" if name else "", "server": ""}
+    cluster = clusters.get(contexts[name].get("cluster"), {})
+    return {"context": name, "server": str(cluster.get("server", ""))}
+
+
+def split_by_namespace(manifest, existing):
+    """Split a multi-document manifest for a preview: objects the API can dry-run
+    (cluster-scoped, or in an existing namespace) and names of those it cannot."""
+    import yaml
+
+    docs = [d for d in yaml.safe_load_all(manifest) if d] if isinstance(manifest, str) else list(manifest or [])
+    existing = set(existing or [])
+    sendable, unsent = [], []
+    for doc in docs:
+        namespace = (doc.get("metadata") or {}).get("namespace")
+        if namespace is None or namespace in existing:
+            sendable.append(doc)
+        else:
+            unsent.append(f"{doc.get('kind')} {namespace}/{(doc.get('metadata') or {}).get('name')}")
+    return {"sendable": sendable, "unsent": unsent}
+
+
 class FilterModule:
     def filters(self):
-        return {"instances": resolve_instances, "check_hosts": check_hosts}
+        return {"instances": resolve_instances, "check_hosts": check_hosts,
+                "check_instance_names": check_instance_names, "kubeconfig_target": kubeconfig_target,
+                "split_by_namespace": split_by_namespace}

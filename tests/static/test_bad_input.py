@@ -22,7 +22,7 @@ def render_with(tmp_path, **extra):
     ({"platform_instances": [{"name": "instance1"}, {"name": "instance2", "host": "inst1.superkubernetex.com"}]},
      "platform_instances[1].host 'inst1.superkubernetex.com' is used by another instance"),
     ({"platform_instances": [{"name": "instance1", "host": "auth.superkubernetex.com"}]},
-     "Host names must be unique across platform_hosts and platform_instances"),
+     "host 'auth.superkubernetex.com' is already platform_hosts.auth"),
     ({"platform_domain": "Not A Domain"}, "platform_domain must be a lower-case DNS name"),
     ({"platform_images": {"postgres": "postgres"}}, "platform_images.postgres must be a full image reference"),
     ({"postgres_storage_size": "lots"}, "postgres_storage_size must be a quantity"),
@@ -48,7 +48,7 @@ def test_an_even_number_of_etcd_servers_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("stripe_key, messages", [
-    ("{{ vault_stripe_secret_key }}", ["'vault_stripe_secret_key' is undefined", "vault.example.yml"]),
+    ("{{ vault_stripe_secret_key }}", ["app_stripe_secret_key and app_stripe_webhook_secret must be set", "vault.example.yml"]),
     ("", ["app_stripe_secret_key and app_stripe_webhook_secret must be set"]),
 ])
 def test_missing_stripe_keys_are_named(tmp_path, stripe_key, messages):
