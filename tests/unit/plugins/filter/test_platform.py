@@ -1,7 +1,8 @@
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.superkubernetex.platform.plugins.filter.platform import check_hosts, resolve_instances
+from ansible_collections.superkubernetex.platform.plugins.filter.platform import (
+    check_hosts, check_instance_names, kubeconfig_target, resolve_instances, split_by_namespace)
 
 
 def test_defaults_are_derived_from_the_name_and_domain():
@@ -39,3 +40,65 @@ def test_duplicate_service_hosts_are_refused():
     with pytest.raises(AnsibleFilterError, match="used by both auth and payment"):
         check_hosts({"auth": "a.example.org", "payment": "a.example.org"})
     assert check_hosts({"auth": "a.example.org"}) == {"auth": "a.example.org"}
+
+
+NAMESPACES = {"app": "skx-app", "data": "skx-data", "monitoring": "skx-monitoring", "logging": "skx-logging",
+              "ingress": "kube-system"}
+HOSTS = {"frontend": "example.org", "auth": "auth.example.org", "payment": "pay.example.org",
+         "monitoring": "monitoring.example.org"}
+
+
+def names(instances, prefix="skx-", reserved=()):
+    return check_instance_names(resolve_instances(instances, "example.org", prefix), NAMESPACES, HOSTS, reserved)
+
+
+@pytest.mark.parametrize("instances, prefix, message", [
+    ([{"name": "app"}], "skx-", r"namespace 'skx-app' is already platform_namespaces.app"),
+    ([{"name": "logging"}], "skx-", r"namespace 'skx-logging' is already platform_namespaces.logging"),
+    ([{"name": "system"}], "kube-", r"namespace 'kube-system' is already platform_namespaces.ingress"),
+    ([{"name": "a", "host": "auth.example.org"}], "skx-", r"host 'auth.example.org' is already platform_hosts.auth"),
+    ([{"name": "superkube"}], "skx-", r"database role 'superkube' is already used by the shared superkube"),
+    ([{"name": "superkube-b"}], "skx-", r"database role 'superkube_b' is already used"),
+    ([{"name": "shop"}, {"name": "shop-b"}], "skx-", r"\[1\] \('shop-b'\): its database role 'shop_b' is already used by"),
+    ([{"name": "pg-shop"}], "skx-", r"would start with pg_"),
+])
+def test_colliding_instance_names_are_refused(instances, prefix, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        names(instances, prefix)
+
+
+def test_the_platform_roles_are_reserved():
+    with pytest.raises(AnsibleFilterError, match=r"database role 'postgres_exporter' is already used by the platform"):
+        names([{"name": "postgres-exporter"}], reserved=["postgres", "postgres_exporter"])
+
+
+def test_distinct_instances_pass_unchanged():
+    resolved = resolve_instances([{"name": "instance1"}, {"name": "shop"}, {"name": "shop-x"}], "example.org")
+    assert check_instance_names(resolved, NAMESPACES, HOSTS, ["postgres"]) is resolved
+
+
+KUBECONFIG = {
+    "current-context": "a",
+    "contexts": [{"name": "a", "context": {"cluster": "ca", "user": "u"}},
+                 {"name": "b", "context": {"cluster": "cb", "user": "u"}}],
+    "clusters": [{"name": "ca", "cluster": {"server": "https://10.0.0.1:6443"}},
+                 {"name": "cb", "cluster": {"server": "https://10.0.0.2:6443"}}],
+    "users": [{"name": "u", "user": {"token": "secret-token"}}],
+}
+
+
+def test_kubeconfig_target_names_the_context_and_server_only():
+    assert kubeconfig_target(KUBECONFIG) == {"context": "a", "server": "https://10.0.0.1:6443"}
+    assert kubeconfig_target(KUBECONFIG, "b") == {"context": "b", "server": "https://10.0.0.2:6443"}
+    assert kubeconfig_target(KUBECONFIG, "c") == {"context": "c (not in the kubeconfig)", "server": ""}
+    assert kubeconfig_target("", None) == {"context": "", "server": ""}
+    assert "secret-token" not in repr(kubeconfig_target(KUBECONFIG))
+
+
+def test_the_preview_sends_only_objects_whose_namespace_exists():
+    manifest = ("apiVersion: v1\nkind: Namespace\nmetadata: {name: skx-app}\n---\n"
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: skx-app}\n---\n"
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: d, namespace: kube-system}\n---\n")
+    split = split_by_namespace(manifest, ["kube-system", "default"])
+    assert [d["metadata"]["name"] for d in split["sendable"]] == ["skx-app", "d"]
+    assert split["unsent"] == ["ConfigMap skx-app/c"]
