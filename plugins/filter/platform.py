@@ -34,9 +34,10 @@ options:
     default: skx-
 notes:
   - Each item also gets C(lifecycle), what the platform does with that
-    tenant: C(serving) (C(state=present)), C(stopped) (C(state=absent): no
-    workloads, data kept), C(deleted) (C(state=absent) and C(delete_data=true):
-    final dump, then namespace, files, database and roles deleted).
+    tenant. C(serving) for C(state=present); C(stopped) for C(state=absent)
+    (no workloads, data kept); C(deleted) for C(state=absent) with
+    C(delete_data=true) (final dump, then namespace, files, database and
+    roles deleted).
 """
 
 NAME_RE = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")
