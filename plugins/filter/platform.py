@@ -32,6 +32,12 @@ options:
     description: Prefix of the instance namespaces.
     type: str
     default: skx-
+notes:
+  - Each item also gets C(lifecycle), what the platform does with that
+    tenant. C(serving) for C(state=present); C(stopped) for C(state=absent)
+    (no workloads, data kept); C(deleted) for C(state=absent) with
+    C(delete_data=true) (final dump, then namespace, files, database and
+    roles deleted).
 """
 
 NAME_RE = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")
@@ -46,6 +52,16 @@ DEFAULTS = {
     "delete_data": False,
 }
 FIELDS = {"name", "host"} | set(DEFAULTS)
+
+# Labels and annotation of a tenant namespace (roles/namespaces/templates/namespace.yaml.j2).
+TENANT_LABEL = "superkubernetex.com/instance"
+HOST_ANNOTATION = "superkubernetex.com/host"
+
+
+def _lifecycle(item):
+    if item["state"] == "present":
+        return "serving"
+    return "deleted" if item["delete_data"] else "stopped"
 
 
 def _default_host(name, domain):
@@ -96,8 +112,38 @@ def resolve_instances(instances, domain, namespace_prefix="skx-"):
             raise AnsibleFilterError(f"{where}.delete_data must be true or false, got {item['delete_data']!r}")
         item["namespace"] = f"{namespace_prefix}{name}"
         item["database"] = f"{name.replace('-', '_')}_db"
+        item["lifecycle"] = _lifecycle(item)
         resolved.append(item)
     return resolved
+
+
+def unlisted_instances(namespaces, resolved, domain):
+    """The tenants found on the cluster that platform_instances no longer names.
+
+    namespaces: Namespace objects read from the cluster (k8s_info resources),
+    those carrying the tenant label that roles/namespaces puts on every tenant
+    namespace. Returns one dict per tenant not in resolved, with the fields of
+    resolve_instances and lifecycle "unlisted"; the host comes from the
+    namespace's host annotation. Namespaces being deleted are left out.
+    """
+    if not isinstance(namespaces, list) or not isinstance(resolved, list):
+        raise AnsibleFilterError("unlisted_instances takes a list of Namespace objects and platform_instances_resolved")
+    listed = {item["name"] for item in resolved}
+    found = {}
+    for ns in namespaces:
+        meta = ns.get("metadata") or {}
+        name = (meta.get("labels") or {}).get(TENANT_LABEL)
+        if not name or name in listed or meta.get("deletionTimestamp"):
+            continue
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            continue
+        host = (meta.get("annotations") or {}).get(HOST_ANNOTATION) or _default_host(name, domain)
+        if not HOST_RE.match(str(host).lower()):
+            host = _default_host(name, domain)
+        item = dict(DEFAULTS, name=name, host=str(host).lower(), namespace=meta.get("name"),
+                    database=f"{name.replace('-', '_')}_db", lifecycle="unlisted")
+        found[name] = item
+    return [found[name] for name in sorted(found)]
 
 
 def check_hosts(hosts):
@@ -190,4 +236,4 @@ class FilterModule:
     def filters(self):
         return {"instances": resolve_instances, "check_hosts": check_hosts,
                 "check_instance_names": check_instance_names, "kubeconfig_target": kubeconfig_target,
-                "split_by_namespace": split_by_namespace}
+                "split_by_namespace": split_by_namespace, "unlisted_instances": unlisted_instances}

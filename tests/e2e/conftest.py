@@ -16,3 +16,20 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if here in pathlib.Path(str(item.fspath)).parents:
                 item.add_marker(skip)
+
+
+# A module that sets INCREMENTAL = True runs its tests as the steps of one
+# story: once a step fails, the later ones are skipped instead of acting on
+# a cluster left in an unexpected state.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed and getattr(item.module, "INCREMENTAL", False):
+        item.module.FAILED_STEP = item.name
+
+
+def pytest_runtest_setup(item):
+    failed = getattr(item.module, "FAILED_STEP", None)
+    if failed and getattr(item.module, "INCREMENTAL", False):
+        pytest.skip(f"an earlier step failed: {failed}")

@@ -1,5 +1,7 @@
-"""`testbed/down` leaves nothing behind. Destructive: runs only with SKX_TESTBED_TEST_DOWN=1
-(.ci/run runs it last, on its own)."""
+"""`testbed/down` leaves nothing behind, and only versioned build artefacts in
+its cache, so the next `up` is a cold start from them. Destructive: runs only
+with SKX_TESTBED_TEST_DOWN=1 (.ci/run runs it first, before `up`, as the
+cold-start check, and last)."""
 import importlib.util
 import os
 import subprocess
@@ -52,6 +54,11 @@ def test_down_leaves_nothing():
     assert "KUBE-" not in sets
     assert not os.path.exists(STATE) and not os.path.exists(RUN)
     assert not any(os.path.exists(f"/sys/fs/cgroup/{h}/skx-testbed") for h in os.listdir("/sys/fs/cgroup"))
+    # only versioned build artefacts stay in the cache (testbed/lib/cache.sh)
+    leftovers = subprocess.run(
+        ["bash", "-c", f'. "{ROOT}/testbed/lib/common.sh"; . "{ROOT}/testbed/lib/cache.sh"; cache_leftovers'],
+        capture_output=True, text=True, check=True).stdout.split("\n")
+    assert [e for e in leftovers if e] == [], "not versioned build artefacts, left in the cache"
     # and a second run is harmless
     r2 = subprocess.run([os.path.join(ROOT, "testbed", "down")], capture_output=True, text=True, timeout=300)
     assert r2.returncode == 0, r2.stderr

@@ -98,7 +98,7 @@ def test_databases_then_rotation_then_databases_again(platform_namespaces, tmp_p
         time.sleep(2)
 
     first, out = playbook(tmp_path, prefix, "postgres_databases")
-    created = first["Create or remove each database with its owner and login roles"]
+    created = first["Create each database with its owner and login roles"]
     assert created["changed"] is True
     assert SUPERUSER_PW not in out
     assert usernames(prefix) == {prefix + "app/auth-db": "superkube_a", prefix + "app/payment-db": "superkube_a",
@@ -106,7 +106,7 @@ def test_databases_then_rotation_then_databases_again(platform_namespaces, tmp_p
                                  prefix + "instance2/db-credentials": "instance2_a"}
 
     again, out = playbook(tmp_path, prefix, "postgres_databases")
-    assert again["Create or remove each database with its owner and login roles"]["changed"] is False
+    assert again["Create each database with its owner and login roles"]["changed"] is False
     assert again["Apply the database credential Secrets"]["changed"] is False
 
     app = Kube(prefix + "app")
@@ -118,11 +118,11 @@ def test_databases_then_rotation_then_databases_again(platform_namespaces, tmp_p
         kube.wait_rollout("deployment/" + name)
 
     rotated, out = playbook(tmp_path, prefix, "rotate-secrets")
-    assert "Create or remove each database with its owner and login roles" not in rotated  # nothing else ran
+    assert "Create each database with its owner and login roles" not in rotated  # nothing else ran
     assert rotated["Rotate the database login of each instance"]["changed"] is True
     names = usernames(prefix)
     assert set(names.values()) == {"superkube_b", "instance1_b", "instance2_b"}
 
     after, out = playbook(tmp_path, prefix, "postgres_databases")
-    assert after["Create or remove each database with its owner and login roles"]["changed"] is False
+    assert after["Create each database with its owner and login roles"]["changed"] is False
     assert usernames(prefix) == names

@@ -2,7 +2,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.superkubernetex.platform.plugins.filter.platform import (
-    check_hosts, check_instance_names, kubeconfig_target, resolve_instances, split_by_namespace)
+    check_hosts, check_instance_names, kubeconfig_target, resolve_instances, split_by_namespace, unlisted_instances)
 
 
 def test_defaults_are_derived_from_the_name_and_domain():
@@ -102,3 +102,54 @@ def test_the_preview_sends_only_objects_whose_namespace_exists():
     split = split_by_namespace(manifest, ["kube-system", "default"])
     assert [d["metadata"]["name"] for d in split["sendable"]] == ["skx-app", "d"]
     assert split["unsent"] == ["ConfigMap skx-app/c"]
+
+
+@pytest.mark.parametrize("entry, lifecycle", [
+    ({"name": "a"}, "serving"),
+    ({"name": "a", "delete_data": True}, "serving"),
+    ({"name": "a", "state": "absent"}, "stopped"),
+    ({"name": "a", "state": "absent", "delete_data": True}, "deleted"),
+])
+def test_each_instance_says_what_the_platform_does_with_it(entry, lifecycle):
+    [inst] = resolve_instances([entry], "example.org")
+    assert inst["lifecycle"] == lifecycle
+
+
+def test_lifecycle_is_derived_not_set():
+    with pytest.raises(AnsibleFilterError, match="unknown field"):
+        resolve_instances([{"name": "a", "lifecycle": "deleted"}], "example.org")
+
+
+def _namespace(name, tenant=None, host=None, deleting=False):
+    meta = {"name": name, "labels": {"superkubernetex.com/concern": "instance"}}
+    if tenant:
+        meta["labels"]["superkubernetex.com/instance"] = tenant
+    if host:
+        meta["annotations"] = {"superkubernetex.com/host": host}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-12-01T00:00:00Z"
+    return {"metadata": meta}
+
+
+def test_tenants_found_on_the_cluster_but_not_in_the_list_are_returned_with_their_fields():
+    listed = resolve_instances([{"name": "instance1"}, {"name": "instance2", "state": "absent"}], "example.org")
+    found = [_namespace("skx-instance1", "instance1"), _namespace("skx-instance2", "instance2"),
+             _namespace("skx-instance9", "instance9", "shop.example.org"), _namespace("skx-acme", "acme")]
+    unlisted = unlisted_instances(found, listed, "example.org")
+    assert [(i["name"], i["namespace"], i["host"], i["database"], i["lifecycle"]) for i in unlisted] == [
+        ("acme", "skx-acme", "acme.example.org", "acme_db", "unlisted"),
+        ("instance9", "skx-instance9", "shop.example.org", "instance9_db", "unlisted"),
+    ]
+
+
+def test_namespaces_being_deleted_or_without_a_valid_tenant_label_are_not_tenants():
+    found = [_namespace("skx-gone", "gone", deleting=True), _namespace("skx-nolabel"),
+             _namespace("skx-bad", "Not_A_Name"), _namespace("skx-badhost", "badhost", "not a host")]
+    unlisted = unlisted_instances(found, [], "example.org")
+    assert [(i["name"], i["host"]) for i in unlisted] == [("badhost", "badhost.example.org")]
+
+
+def test_nothing_found_means_nothing_unlisted():
+    assert unlisted_instances([], resolve_instances([{"name": "a"}], "example.org"), "example.org") == []
+    with pytest.raises(AnsibleFilterError, match="takes a list"):
+        unlisted_instances(None, [], "example.org")
