@@ -1,0 +1,70 @@
+"""The app namespace's quota admits its worst case, on the testbed.
+
+Every HPA of skx-app is held at its maximum at once (minReplicas raised to
+maxReplicas, so the real HPA controller scales every Deployment out), then
+every Deployment is restarted there, so the rolling update's surge pods come
+on top. The ResourceQuota admission must refuse none of those pods: no
+FailedCreate event mentioning the quota, every Deployment at its maximum.
+The HPAs get their minimum back afterwards.
+"""
+import json
+import time
+
+from e2e_support import kubectl
+
+NAMESPACE = "skx-app"
+
+
+def wait(fn, timeout, what, interval=5):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def get(kind, name=None):
+    args = ["-n", NAMESPACE, "get", kind] + ([name] if name else []) + ["-o", "json"]
+    return json.loads(kubectl(*args).stdout)
+
+
+def quota_refusals(since):
+    events = get("events")["items"]
+    return [f"{e['involvedObject']['name']}: {e['message']}" for e in events
+            if "quota" in e.get("message", "").lower() and e.get("reason") == "FailedCreate"
+            and (e.get("lastTimestamp") or e.get("eventTime") or "") >= since]
+
+
+def test_every_app_hpa_at_its_maximum_with_a_rollout_fits_the_quota():
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    hpas = {h["metadata"]["name"]: h["spec"] for h in get("hpa")["items"]}
+    assert hpas, "no HPA in skx-app"
+    quota = get("resourcequota")["items"]
+    assert quota, "skx-app has no ResourceQuota"
+    try:
+        for name, spec in hpas.items():
+            kubectl("-n", NAMESPACE, "patch", "hpa", name, "--type=merge",
+                    "-p", json.dumps({"spec": {"minReplicas": spec["maxReplicas"]}}))
+        started = time.monotonic()
+
+        def at_max():
+            return all(get("deployment", spec["scaleTargetRef"]["name"])["status"].get("readyReplicas", 0)
+                       >= spec["maxReplicas"] for spec in hpas.values())
+        wait(at_max, 600, "every Deployment of skx-app at its HPA maximum")
+        print(f"skx-app at its maximum ({ {n: s['maxReplicas'] for n, s in hpas.items()} }) "
+              f"after {time.monotonic() - started:.0f} s")
+        for spec in hpas.values():
+            kubectl("-n", NAMESPACE, "rollout", "restart", "deployment", spec["scaleTargetRef"]["name"])
+        for spec in hpas.values():
+            kubectl("-n", NAMESPACE, "rollout", "status", "deployment", spec["scaleTargetRef"]["name"],
+                    "--timeout=600s", timeout=660)
+        used = {q["metadata"]["name"]: q["status"].get("used", {}) for q in get("resourcequota")["items"]}
+        print(f"quota used at the maximum after the rollout: {used}")
+        assert quota_refusals(since) == [], "the quota refused pods of the worst case"
+    finally:
+        for name, spec in hpas.items():
+            kubectl("-n", NAMESPACE, "patch", "hpa", name, "--type=merge",
+                    "-p", json.dumps({"spec": {"minReplicas": spec["minReplicas"]}}))
