@@ -11,6 +11,12 @@ state: absent with delete_data: true (final dump on the control node, then
 namespace, database and roles gone). Each run is limited with --tags to the
 steps that read the instances list; the cluster is left with instances 1-3
 only, as it was found.
+
+Opt-in (SKX_TESTBED_TENANT_LIFECYCLE=1): its five site.yml runs take about
+6 minutes each on the 2-core testbed machine, more than CI's budget allows
+next to the other suites. Its first step (add instance4: HTTPS through the
+ingress, its own database, rows and a file) has passed on the testbed; the
+later steps have not run to the end yet.
 """
 import contextlib
 import hashlib
@@ -29,6 +35,9 @@ import yaml
 
 from e2e_load import Load, Target
 from e2e_support import CA, DOMAIN, HOSTS, KUBECTL, ROOT, https, kubectl, psql, secret_data
+
+pytestmark = pytest.mark.skipif(os.environ.get("SKX_TESTBED_TENANT_LIFECYCLE") != "1",
+                                reason="opt-in: set SKX_TESTBED_TENANT_LIFECYCLE=1 (about 30 minutes)")
 
 # The tests are the steps of one story, in order (conftest.py skips the rest
 # once one fails; the tenant fixture then deletes instance4).
@@ -79,7 +88,7 @@ def wait(fn, timeout, interval=3, what="condition"):
 
 
 def exists(*args):
-    return kubectl(*args, "-o", "name", check=False).returncode == 0
+    return kubectl("get", *args, "-o", "name", check=False).returncode == 0
 
 
 def objects(namespace):
@@ -118,7 +127,7 @@ def credentials_digest():
 
 
 def uid(*args):
-    return json.loads(kubectl(*args, "-o", "json").stdout)["metadata"]["uid"]
+    return json.loads(kubectl("get", *args, "-o", "json").stdout)["metadata"]["uid"]
 
 
 def status(host, path="/"):
