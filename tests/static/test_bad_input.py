@@ -48,7 +48,7 @@ def test_an_even_number_of_etcd_servers_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("stripe_key, messages", [
-    ("{{ vault_stripe_secret_key }}", ["app_stripe_secret_key and app_stripe_webhook_secret must be set", "vault.example.yml"]),
+    ("{{ vault_stripe_secret_key }}", ["'vault_stripe_secret_key' is undefined", "vault.example.yml"]),
     ("", ["app_stripe_secret_key and app_stripe_webhook_secret must be set"]),
 ])
 def test_missing_stripe_keys_are_named(tmp_path, stripe_key, messages):
