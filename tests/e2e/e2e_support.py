@@ -2,10 +2,12 @@
 127.0.0.1 (curl with --resolve, so SNI and certificate checks are real),
 kubectl against the cluster, psql inside the PostgreSQL pod."""
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -90,3 +92,30 @@ def stripe_signature(payload, secret, timestamp=None):
     timestamp = int(timestamp or time.time())
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={mac}"
+
+
+def wait(fn, timeout, interval=3, what="condition"):
+    """Poll fn until it returns something true (returned), at most timeout seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+@contextlib.contextmanager
+def port_forward(namespace, target, port):
+    """kubectl port-forward to target's port on a free local port: yields its URL."""
+    proc = subprocess.Popen([KUBECTL, "-n", namespace, "port-forward", target, f":{port}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        found = re.search(r"127\.0\.0\.1:(\d+)", line)
+        assert found, f"port-forward {namespace}/{target}: {line}{proc.stderr.read() if proc.poll() is not None else ''}"
+        yield f"http://127.0.0.1:{found.group(1)}"
+    finally:
+        proc.terminate()
+        proc.wait(10)

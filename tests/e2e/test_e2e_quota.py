@@ -14,20 +14,9 @@ The HPAs get their minimum back afterwards.
 import json
 import time
 
-from e2e_support import kubectl
+from e2e_support import kubectl, wait
 
 NAMESPACE = "skx-app"
-
-
-def wait(fn, timeout, what, interval=5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 def get(kind, name=None):
@@ -57,7 +46,7 @@ def test_every_app_hpa_at_its_maximum_fits_the_quota_and_a_rollout_there_complet
         def at_max():
             return all(get("deployment", spec["scaleTargetRef"]["name"])["status"].get("readyReplicas", 0)
                        >= spec["maxReplicas"] for spec in hpas.values())
-        wait(at_max, 600, "every Deployment of skx-app at its HPA maximum")
+        wait(at_max, 600, interval=5, what="every Deployment of skx-app at its HPA maximum")
         print(f"skx-app at its maximum ({ {n: s['maxReplicas'] for n, s in hpas.items()} }) "
               f"after {time.monotonic() - started:.0f} s")
         assert quota_refusals(since) == [], "the quota refused pods of the HPAs at their maximum"

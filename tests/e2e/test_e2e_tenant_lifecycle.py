@@ -34,7 +34,7 @@ import requests
 import yaml
 
 from e2e_load import Load, Target
-from e2e_support import CA, DOMAIN, HOSTS, KUBECTL, ROOT, https, kubectl, psql, secret_data
+from e2e_support import CA, DOMAIN, HOSTS, KUBECTL, ROOT, https, kubectl, port_forward, psql, secret_data, wait
 
 pytestmark = pytest.mark.skipif(os.environ.get("SKX_TESTBED_TENANT_LIFECYCLE") != "1",
                                 reason="opt-in: set SKX_TESTBED_TENANT_LIFECYCLE=1 (about 30 minutes)")
@@ -74,17 +74,6 @@ def site(instances, tags=TAGS):
 
 def with_instance4(**fields):
     return BASE + [{"name": NAME, "host": HOST, **fields}]
-
-
-def wait(fn, timeout, interval=3, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 def exists(*args):
@@ -148,20 +137,6 @@ def alert_drops(config_yaml):
 
 def sql(query, database="postgres"):
     return psql(query, database=database).stdout.strip()
-
-
-@contextlib.contextmanager
-def port_forward(namespace, target, port):
-    proc = subprocess.Popen([KUBECTL, "-n", namespace, "port-forward", target, f":{port}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline()
-        found = re.search(r"127\.0\.0\.1:(\d+)", line)
-        assert found, f"port-forward {namespace}/{target}: {line}"
-        yield f"http://127.0.0.1:{found.group(1)}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def prometheus_get(path, params=None, timeout=240):
