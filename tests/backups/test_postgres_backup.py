@@ -11,7 +11,6 @@ import pytest
 
 from backup_helpers import pushed_metrics, sql, table_checksums
 
-NOW = time.time()
 # Newest pages.updated_at of the tenant fixture: 2026-11-01 + 120 h.
 NEWEST = datetime.datetime(2026, 11, 6, tzinfo=datetime.timezone.utc).timestamp()
 
@@ -148,6 +147,9 @@ def test_dump_that_pg_restore_cannot_read_fails_the_restore(run_backup, tenant_d
 
 
 def test_retention_removes_exactly_the_dumps_older_than_the_window(run_backup, tenant_db, backup_dir):
+    # Ages are counted from this test's start, not the session's: the
+    # 6.99-day dump is 14 minutes inside the window.
+    NOW = time.time()
     db = tenant_db["name"]
     directory = os.path.join(backup_dir, "postgres", db)
     os.makedirs(directory)
@@ -186,6 +188,7 @@ def test_dump_job_applies_retention(run_backup, tenant_db, backup_dir):
     db = tenant_db["name"]
     directory = os.path.join(backup_dir, "postgres", db)
     os.makedirs(directory)
+    NOW = time.time()
     old = os.path.join(directory, f"{db}-20200101T000000Z.dump")
     open(old, "w").write("x")
     os.utime(old, (NOW - 8 * 86400,) * 2)

@@ -14,6 +14,9 @@ from backup_helpers import FILES
 ROOT = os.path.abspath(os.path.join(FILES, "..", "..", ".."))
 ROLE = os.path.join(ROOT, "roles", "backups")
 VENV_BIN = os.path.dirname(sys.executable)
+# A filled vault: inventories/local loads the example, whose placeholders the
+# platform checks refuse before any cluster is reached.
+VAULT = ["-e", "@" + os.path.join(ROOT, "tests", "static", "data", "vault.test-values.yml")]
 TARGET = yaml.safe_load(open(os.path.join(ROOT, "roles/k3s/defaults/main.yml")))[
     "k3s_version"].lstrip("v").rsplit(".", 1)[0]
 
@@ -198,7 +201,7 @@ def test_defaults_and_argument_specs_agree():
      "skx_restore_backup (backups_restore_backup) must be 'latest' or a backup of instance2_db"),
 ])
 def test_restore_refuses_bad_input_before_contacting_the_cluster(extra, message):
-    proc = ansible("ansible-playbook", "-i", "inventories/local", "playbooks/restore.yml", *extra, check=False)
+    proc = ansible("ansible-playbook", "-i", "inventories/local", *VAULT, "playbooks/restore.yml", *extra, check=False)
     assert proc.returncode != 0
     flat = " ".join(proc.stdout.split())
     assert message in flat, proc.stdout[-3000:]
@@ -235,7 +238,7 @@ def only_connection_errors(out, task):
 def test_restore_gets_as_far_as_the_cluster_with_valid_input(tmp_path):
     """Valid input passes the preflight and the check Job's manifest renders
     through kubernetes.core.k8s; the run stops only at the closed API."""
-    proc = ansible("ansible-playbook", "-i", "inventories/local", "playbooks/restore.yml", "--check",
+    proc = ansible("ansible-playbook", "-i", "inventories/local", *VAULT, "playbooks/restore.yml", "--check",
                    "-e", "skx_restore_instance=instance2", "-e", f"platform_kubeconfig={closed_kubeconfig(tmp_path)}",
                    check=False)
     assert proc.returncode != 0
@@ -246,7 +249,7 @@ def test_apply_path_renders_every_manifest_through_the_k8s_module(tmp_path):
     play = tmp_path / "apply.yml"
     play.write_text("- name: Apply the backups role\n  hosts: localhost\n  gather_facts: false\n"
                     "  roles:\n    - role: superkubernetex.platform.backups\n")
-    proc = ansible("ansible-playbook", "-i", "inventories/local", str(play),
+    proc = ansible("ansible-playbook", "-i", "inventories/local", *VAULT, str(play),
                    "-e", f"platform_kubeconfig={closed_kubeconfig(tmp_path)}", check=False)
     assert proc.returncode != 0
     only_connection_errors(proc.stdout, "TASK [superkubernetex.platform.backups : Apply the backup manifests]")
