@@ -215,25 +215,8 @@ def kubeconfig_target(kubeconfig, context=None):
     return {"context": name, "server": str(cluster.get("server", ""))}
 
 
-def split_by_namespace(manifest, existing):
-    """Split a multi-document manifest for a preview: objects the API can dry-run
-    (cluster-scoped, or in an existing namespace) and names of those it cannot."""
-    import yaml
-
-    docs = [d for d in yaml.safe_load_all(manifest) if d] if isinstance(manifest, str) else list(manifest or [])
-    existing = set(existing or [])
-    sendable, unsent = [], []
-    for doc in docs:
-        namespace = (doc.get("metadata") or {}).get("namespace")
-        if namespace is None or namespace in existing:
-            sendable.append(doc)
-        else:
-            unsent.append(f"{doc.get('kind')} {namespace}/{(doc.get('metadata') or {}).get('name')}")
-    return {"sendable": sendable, "unsent": unsent}
-
-
 class FilterModule:
     def filters(self):
         return {"instances": resolve_instances, "check_hosts": check_hosts,
                 "check_instance_names": check_instance_names, "kubeconfig_target": kubeconfig_target,
-                "split_by_namespace": split_by_namespace, "unlisted_instances": unlisted_instances}
+                "unlisted_instances": unlisted_instances}

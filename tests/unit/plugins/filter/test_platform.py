@@ -2,7 +2,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.superkubernetex.platform.plugins.filter.platform import (
-    check_hosts, check_instance_names, kubeconfig_target, resolve_instances, split_by_namespace, unlisted_instances)
+    check_hosts, check_instance_names, kubeconfig_target, resolve_instances, unlisted_instances)
 
 
 def test_defaults_are_derived_from_the_name_and_domain():
@@ -93,15 +93,6 @@ def test_kubeconfig_target_names_the_context_and_server_only():
     assert kubeconfig_target(KUBECONFIG, "c") == {"context": "c (not in the kubeconfig)", "server": ""}
     assert kubeconfig_target("", None) == {"context": "", "server": ""}
     assert "secret-token" not in repr(kubeconfig_target(KUBECONFIG))
-
-
-def test_the_preview_sends_only_objects_whose_namespace_exists():
-    manifest = ("apiVersion: v1\nkind: Namespace\nmetadata: {name: skx-app}\n---\n"
-                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: skx-app}\n---\n"
-                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: d, namespace: kube-system}\n---\n")
-    split = split_by_namespace(manifest, ["kube-system", "default"])
-    assert [d["metadata"]["name"] for d in split["sendable"]] == ["skx-app", "d"]
-    assert split["unsent"] == ["ConfigMap skx-app/c"]
 
 
 @pytest.mark.parametrize("entry, lifecycle", [

@@ -1,0 +1,86 @@
+# Copyright: (c) 2026, SuperKuberneteX platform team
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+"""Renders the calling role's manifest templates on the controller, then runs
+the manifests module on them (see plugins/modules/manifests.py)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+import yaml
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+try:
+    from ansible.template import trust_as_template
+except ImportError:  # ansible-core < 2.19
+    trust_as_template = None
+
+# Unset options take these platform settings (roles/platform/defaults).
+PLATFORM_DEFAULTS = dict(
+    field_manager='platform_field_manager',
+    render='platform_render',
+    render_dir='platform_render_dir',
+    kubeconfig='platform_kubeconfig',
+    context='platform_kube_context',
+)
+OPTIONS = frozenset(['component', 'templates', 'wait', 'wait_timeout'] + list(PLATFORM_DEFAULTS))
+
+
+class ActionModule(ActionBase):
+
+    TRANSFERS_FILES = False
+    _VALID_ARGS = OPTIONS
+
+    def render_template(self, name, task_vars):
+        source = self._find_needle('templates', name + '.j2')
+        text = self._loader.get_text_file_contents(source)
+        if trust_as_template is not None:
+            text = trust_as_template(text)
+        searchpath = list(task_vars.get('ansible_search_path', [])) + [os.path.dirname(source)]
+        templar = self._templar.copy_with_new_env(searchpath=searchpath, available_variables=task_vars)
+        if trust_as_template is not None:
+            return templar.template(text, escape_backslashes=False, preserve_trailing_newlines=True)
+        return templar.do_template(text, escape_backslashes=False, preserve_trailing_newlines=True)
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        task_vars = task_vars or {}
+        args = dict(self._task.args)
+        unknown = sorted(set(args) - OPTIONS)
+        if unknown:
+            raise AnsibleActionFail('superkubernetex.platform.manifests: unknown option(s) %s; expected %s'
+                                    % (', '.join(unknown), ', '.join(sorted(OPTIONS))))
+        templates = args.pop('templates', None)
+        if not isinstance(templates, list) or not templates or not all(isinstance(t, str) for t in templates):
+            raise AnsibleActionFail('superkubernetex.platform.manifests: templates must be a non-empty list of '
+                                    'template names (without .j2) of the calling role, got %r' % (templates,))
+        for option, variable in PLATFORM_DEFAULTS.items():
+            if args.get(option) is None and variable in task_vars:
+                args[option] = self._templar.template(task_vars[variable])
+
+        files = []
+        for name in templates:
+            text = str(self.render_template(name, task_vars))
+            try:
+                documents = [d for d in yaml.safe_load_all(text) if d]
+            except yaml.YAMLError as e:
+                raise AnsibleActionFail('template %s.j2 of %s does not render to YAML: %s'
+                                        % (name, args.get('component'), e))
+            for d in documents:
+                if not isinstance(d, dict) or not d.get('kind') or not (d.get('metadata') or {}).get('name'):
+                    raise AnsibleActionFail('template %s.j2 of %s renders a document that is not a Kubernetes '
+                                            'object with kind and metadata.name' % (name, args.get('component')))
+            files.append(dict(name=name, text=text, documents=documents,
+                              secret=any(d.get('kind') == 'Secret' for d in documents)))
+        args['files'] = files
+
+        module_result = self._execute_module(module_name='superkubernetex.platform.manifests', module_args=args,
+                                             task_vars=task_vars)
+        # The invocation holds the rendered documents, Secret values included.
+        module_result.pop('invocation', None)
+        result.update(module_result)
+        return result

@@ -1,0 +1,165 @@
+"""superkubernetex.platform.manifests against the testbed's API: a batch is
+created, a re-run changes nothing, a drift is found and shown, check mode
+sends dry runs only (and does not send what cannot be dry-run), Secret values
+appear nowhere, render mode writes the same templates to files."""
+import base64
+import json
+import os
+import subprocess
+import uuid
+
+import pytest
+
+from modrun import ROOT
+from testbed_conftest import KUBECONFIG
+
+TEMPLATES = {
+    "config.yaml.j2": """apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: {{ test_namespace }}
+data:
+  greeting: {{ test_greeting | to_json }}
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: login
+  namespace: {{ test_namespace }}
+type: Opaque
+stringData:
+  password: {{ test_password | to_json }}
+  user: app
+""",
+    "elsewhere.yaml.j2": """apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: elsewhere
+  namespace: {{ test_namespace }}-not-there
+data: {}
+""",
+}
+
+PLAY = """
+- name: Apply a component through the manifests module
+  hosts: localhost
+  gather_facts: false
+  roles:
+    - role: manifests_test
+"""
+
+TASKS = """
+- name: Apply the test component
+  superkubernetex.platform.manifests:
+    component: test
+    templates: "{{ test_templates }}"
+  register: test_result
+"""
+
+
+@pytest.fixture
+def role(tmp_path):
+    base = tmp_path / "roles" / "manifests_test"
+    (base / "templates").mkdir(parents=True)
+    (base / "tasks").mkdir()
+    for name, text in TEMPLATES.items():
+        (base / "templates" / name).write_text(text)
+    (base / "tasks" / "main.yml").write_text(TASKS)
+    (tmp_path / "play.yml").write_text(PLAY)
+    return tmp_path
+
+
+def run(role, namespace, *args, greeting="hello", password="first-secret-value", templates=("config.yaml",),
+        render=False):
+    extra = {"test_namespace": namespace, "test_greeting": greeting, "test_password": password,
+             "test_templates": list(templates), "platform_kubeconfig": KUBECONFIG, "platform_kube_context": None,
+             "platform_field_manager": "superkubernetex-test", "platform_render": render,
+             "platform_render_dir": str(role / "rendered")}
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_ROLES_PATH=str(role / "roles"),
+               ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+    proc = subprocess.run(["ansible-playbook", str(role / "play.yml"), "-e", json.dumps(extra), *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    doc = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("\n{") + 1:])[0]
+    [task] = [t for t in doc["plays"][0]["tasks"] if t["task"]["name"].endswith("Apply the test component")]
+    return proc, task["hosts"]["localhost"]
+
+
+def actions(result):
+    return {o["object"]: o["action"] for o in result["objects"]}
+
+
+def test_a_batch_is_created_then_left_unchanged_and_a_drift_is_found(role, ns):
+    kube, ns = ns, ns.namespace
+    proc, first = run(role, ns)
+    assert proc.returncode == 0, first
+    assert first["changed"] and actions(first) == {
+        f"ConfigMap/{ns}/settings": "created", f"Secret/{ns}/login": "created"}
+    secret = kube.json("get", "secret", "login")
+    assert base64.b64decode(secret["data"]["password"]).decode() == "first-secret-value"
+    assert "first-secret-value" not in proc.stdout
+
+    proc, again = run(role, ns)
+    assert proc.returncode == 0 and not again["changed"], again
+    assert set(actions(again).values()) == {"unchanged"}
+
+    # A field we set, changed by hand: the check-mode preview names that object
+    # only, shows the change, and leaves it as it is.
+    kube.run("patch", "configmap", "settings", "--type", "merge", "-p", '{"data": {"greeting": "edited"}}')
+    proc, preview = run(role, ns, "--check", "--diff")
+    assert proc.returncode == 0, preview
+    assert preview["changed"] and actions(preview)[f"ConfigMap/{ns}/settings"] == "configured"
+    assert actions(preview)[f"Secret/{ns}/login"] == "unchanged"
+    [diff] = preview["diff"]
+    assert "greeting: edited" in diff["before"] and "greeting: hello" in diff["after"]
+    live = kube.json("get", "configmap", "settings")
+    assert live["data"]["greeting"] == "edited"
+
+    proc, fixed = run(role, ns)
+    assert actions(fixed)[f"ConfigMap/{ns}/settings"] == "configured"
+    live = kube.json("get", "configmap", "settings")
+    assert live["data"]["greeting"] == "hello"
+
+
+def test_a_secret_change_is_previewed_without_its_values(role, ns):
+    kube, ns = ns, ns.namespace
+    run(role, ns)
+    proc, preview = run(role, ns, "--check", "--diff", "-vvv", password="second-secret-value")
+    assert proc.returncode == 0, preview
+    assert actions(preview)[f"Secret/{ns}/login"] == "configured"
+    [diff] = preview["diff"]
+    assert "password: (hidden)" in diff["before"] and "password: (hidden, changed)" in diff["after"]
+    assert "user: (hidden)" in diff["after"]
+    for value in ("first-secret-value", "second-secret-value",
+                  base64.b64encode(b"first-secret-value").decode(), base64.b64encode(b"second-secret-value").decode()):
+        assert value not in proc.stdout and value not in proc.stderr
+    # The dry run stored nothing.
+    secret = kube.json("get", "secret", "login")
+    assert base64.b64decode(secret["data"]["password"]).decode() == "first-secret-value"
+
+
+def test_check_mode_reports_but_does_not_send_what_the_api_would_refuse(role, ns):
+    kube, ns = ns, ns.namespace
+    proc, preview = run(role, ns, "--check", templates=("config.yaml", "elsewhere.yaml"))
+    assert proc.returncode == 0, preview
+    assert actions(preview) == {f"ConfigMap/{ns}/settings": "created", f"Secret/{ns}/login": "created",
+                                f"ConfigMap/{ns}-not-there/elsewhere": "unsent"}
+    assert "not created yet" in [o for o in preview["objects"] if o["action"] == "unsent"][0]["reason"]
+    assert kube.out("get", "configmap,secret", "-o", "name").strip() in ("", "configmap/kube-root-ca.crt")
+
+
+def test_an_object_the_api_refuses_fails_the_task_with_its_name(role, ns):
+    ns = ns.namespace
+    proc, result = run(role, ns, templates=("elsewhere.yaml",))
+    assert proc.returncode != 0
+    assert f"ConfigMap/{ns}-not-there/elsewhere" in result["msg"] and "refused" in result["msg"]
+
+
+def test_render_mode_writes_the_templates_and_touches_no_cluster(role):
+    namespace = "never-" + uuid.uuid4().hex[:6]
+    proc, first = run(role, namespace, render=True)
+    assert proc.returncode == 0 and first["changed"], first
+    text = (role / "rendered" / "test" / "config.yaml").read_text()
+    assert f"namespace: {namespace}" in text and "greeting: \"hello\"" in text
+    proc, again = run(role, namespace, render=True)
+    assert not again["changed"]
