@@ -166,16 +166,24 @@ class Batch(object):
                     self.client.resources.invalidate_cache()
         return None
 
+    @staticmethod
+    def unsent(obj, reason):
+        """What check mode says of an object the API cannot dry-run yet: it
+        would be created, shown as the manifest holds it."""
+        label = object_label(obj)
+        header = '%s (would be created; not sent to the API: %s)' % (label, reason)
+        return (dict(object=label, action='unsent', reason=reason),
+                dict(before_header=header, after_header=header, before='', after=dump(masked(obj))))
+
     def apply(self, obj):
         label = object_label(obj)
         namespace = (obj.get('metadata') or {}).get('namespace')
         if self.check and namespace and not self.namespace_exists(namespace):
-            return dict(object=label, action='unsent', reason='namespace %s not created yet' % namespace), None
+            return self.unsent(obj, 'namespace %s not created yet' % namespace)
         resource = self.resource(obj)
         if resource is None:
             if self.check:
-                return dict(object=label, action='unsent',
-                            reason='%s %s not served yet' % (obj['apiVersion'], obj['kind'])), None
+                return self.unsent(obj, '%s %s not served yet' % (obj['apiVersion'], obj['kind']))
             self.module.fail_json(msg='%s: the API serves no %s in %s (is its CustomResourceDefinition '
                                       'installed?)' % (label, obj['kind'], obj['apiVersion']))
         name = obj['metadata']['name']

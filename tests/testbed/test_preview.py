@@ -62,7 +62,7 @@ def test_preview_before_the_first_deploy_creates_nothing(tmp_path):
     figures = recap(proc.stdout)
     print(f"preview before the first deploy: {figures}")
     assert figures["failed"] == 0 and figures["changed"] > 0
-    assert "namespace not created yet: not sent to the API" in proc.stdout
+    assert "not sent to the API: namespace skx-app not created yet" in proc.stdout
     assert "Would create the private CA" in proc.stdout
     assert ours() == ([], []), "the preview created objects"
     assert not pki.exists(), "the preview wrote the CA on the control node"
@@ -76,3 +76,25 @@ def test_preview_of_the_converged_platform_changes_nothing():
     print(f"preview of the converged platform: {figures}")
     changed = re.findall(r"^changed: \[localhost\].*$", proc.stdout, re.M)
     assert figures["changed"] == 0, "\n".join(changed)
+
+
+@pytest.mark.skipif(MODE != "converged", reason="set SKX_TESTBED_PREVIEW=converged, on the deployed platform")
+def test_preview_names_the_one_object_that_drifted_and_shows_the_field():
+    """A field we set, changed by hand (a label of the Redis Service: no pod
+    moves), is the only change the preview reports, with its diff."""
+    def label(value):
+        subprocess.run([KUBECTL, "--kubeconfig", KUBECONFIG, "-n", "skx-data", "label", "service", "redis",
+                        f"app.kubernetes.io/part-of={value}", "--overwrite"], check=True, capture_output=True,
+                       timeout=60)
+    label("drifted")
+    try:
+        proc = preview()
+    finally:
+        label("superkubernetex")
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+    figures = recap(proc.stdout)
+    print(f"preview after a drift: {figures}")
+    assert figures["changed"] == 1, "\n".join(re.findall(r"^changed: \[localhost\].*$", proc.stdout, re.M))
+    assert "--- before: Service/skx-data/redis" in proc.stdout
+    assert "-    app.kubernetes.io/part-of: drifted" in proc.stdout
+    assert "+    app.kubernetes.io/part-of: superkubernetex" in proc.stdout

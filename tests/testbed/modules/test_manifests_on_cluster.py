@@ -140,11 +140,17 @@ def test_a_secret_change_is_previewed_without_its_values(role, ns):
 
 def test_check_mode_reports_but_does_not_send_what_the_api_would_refuse(role, ns):
     kube, ns = ns, ns.namespace
-    proc, preview = run(role, ns, "--check", templates=("config.yaml", "elsewhere.yaml"))
+    proc, preview = run(role, ns, "--check", "--diff", templates=("config.yaml", "elsewhere.yaml"))
     assert proc.returncode == 0, preview
     assert actions(preview) == {f"ConfigMap/{ns}/settings": "created", f"Secret/{ns}/login": "created",
                                 f"ConfigMap/{ns}-not-there/elsewhere": "unsent"}
     assert "not created yet" in [o for o in preview["objects"] if o["action"] == "unsent"][0]["reason"]
+    # Each would-be-created object is shown whole, the unsent one with why.
+    headers = [d["after_header"] for d in preview["diff"]]
+    assert headers[:2] == [f"ConfigMap/{ns}/settings", f"Secret/{ns}/login"]
+    assert headers[2] == (f"ConfigMap/{ns}-not-there/elsewhere (would be created; not sent to the API: "
+                          f"namespace {ns}-not-there not created yet)")
+    assert "password: (hidden)" in preview["diff"][1]["after"] and "first-secret-value" not in proc.stdout
     assert kube.out("get", "configmap,secret", "-o", "name").strip() in ("", "configmap/kube-root-ca.crt")
 
 
