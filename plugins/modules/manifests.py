@@ -106,9 +106,9 @@ objects:
       type: str
 '''
 
+import json
 import os
 import time
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.superkubernetex.platform.plugins.module_utils.kube import (
@@ -235,12 +235,11 @@ class Batch(object):
 
 
 def api_reason(error):
-    body = getattr(error, 'body', None)
+    """The API's own message for a refused request."""
     try:
-        import json
-        return json.loads(body).get('message') or str(error)
-    except Exception:
-        return getattr(error, 'summary', lambda: str(error))()
+        return json.loads(getattr(error, 'body', None)).get('message') or str(error)
+    except (TypeError, ValueError, AttributeError):
+        return str(error)
 
 
 def render(module):
