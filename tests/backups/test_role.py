@@ -245,13 +245,17 @@ def test_restore_gets_as_far_as_the_cluster_with_valid_input(tmp_path):
     only_connection_errors(proc.stdout, "TASK [superkubernetex.platform.backups : Start the Job of the restore step plan]")
 
 
-def test_apply_path_renders_every_manifest_through_the_k8s_module(tmp_path):
+def test_backup_manifests_render_through_the_manifests_module(tmp_path):
+    """The role's one apply task renders every backup manifest; in render mode
+    the manifests module writes them as files, one Kubernetes object each."""
     play = tmp_path / "apply.yml"
     play.write_text("- name: Apply the backups role\n  hosts: localhost\n  gather_facts: false\n"
                     "  roles:\n    - role: superkubernetex.platform.backups\n")
+    out = tmp_path / "out"
     proc = ansible("ansible-playbook", "-i", "inventories/local", *VAULT, str(play),
-                   "-e", f"platform_kubeconfig={closed_kubeconfig(tmp_path)}", check=False)
-    assert proc.returncode != 0
-    only_connection_errors(proc.stdout, "TASK [superkubernetex.platform.backups : Apply the backup manifests]")
-    for item in ("persistentvolumeclaim.yaml", "configmap.yaml", "cronjob.yaml"):
-        assert f"item={item}" in proc.stdout or f"item: {item}" in proc.stdout, proc.stdout[-3000:]
+                   "-e", "platform_render=true", "-e", f"platform_render_dir={out}", check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    for name, kind in (("persistentvolumeclaim.yaml", "PersistentVolumeClaim"),
+                       ("configmap.yaml", "ConfigMap"), ("cronjob.yaml", "CronJob")):
+        docs = [d for d in yaml.safe_load_all((out / "backups" / name).read_text()) if d]
+        assert docs and {d["kind"] for d in docs} == {kind}, (name, docs)
