@@ -1,6 +1,7 @@
-"""Fixtures of the backup tests: the backup script run exactly as the
-CronJobs run it (a subprocess configured by environment), a real
-Pushgateway and an S3-compatible server (moto) on free loopback ports."""
+"""Fixtures of the backup tests: the backup package run exactly as the
+CronJobs run it (python3 -m skx_backup, a subprocess configured by
+environment), a real Pushgateway and an S3-compatible server (moto) on free
+loopback ports."""
 import json
 import os
 import shutil
@@ -17,23 +18,24 @@ from lib.servers import _wait_port, free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FILES = os.path.join(ROOT, "roles", "backups", "files")
-SCRIPT = os.path.join(FILES, "skx_backup.py")
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 # The toolbox image runs Debian's python3 with the standard library only: so
-# do the tests (isolated mode, outside the virtualenv).
+# do the tests (outside the virtualenv, -s -P, PYTHONPATH the directory of
+# the package, as the pods run it).
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
 
 class BackupRun:
-    """Result of one run of the backup script."""
+    """One run of the backup package: exit status, output, and the result
+    it wrote to its result file (None when it wrote none)."""
 
-    def __init__(self, proc):
+    def __init__(self, proc, result_file):
         self.returncode = proc.returncode
         self.output = proc.stdout
         self.result = None
-        for line in proc.stdout.splitlines():
-            if line.startswith("SKX_RESULT "):
-                self.result = json.loads(line[len("SKX_RESULT "):])
+        if os.path.exists(result_file):
+            with open(result_file, encoding="utf-8") as f:
+                self.result = json.load(f)
 
     def __repr__(self):
         return f"BackupRun(rc={self.returncode}, output=\n{self.output})"
@@ -48,8 +50,9 @@ def backup_dir(tmp_path):
 
 @pytest.fixture
 def run_backup(postgres_server, redis_server, backup_dir, tmp_path):
-    """Run skx_backup.py with the environment a CronJob gives it: libpq
-    variables, credentials as files (as mounted from the Secrets)."""
+    """Run python3 -m skx_backup with the environment a CronJob gives it:
+    libpq variables, credentials as files (as mounted from the Secrets), a
+    result file (the pods' /dev/termination-log)."""
     creds = tmp_path / "pg-credentials"
     creds.mkdir()
     (creds / "username").write_text(postgres_server.superuser)
@@ -59,6 +62,7 @@ def run_backup(postgres_server, redis_server, backup_dir, tmp_path):
     (redis_pw / "password").write_text(redis_server.password + "\n")
 
     def run(*args, env=None, timeout=120):
+        result_file = tmp_path / f"result-{uuid.uuid4().hex[:8]}.json"
         full_env = {
             "PATH": os.environ["PATH"], "HOME": str(tmp_path), "LANG": "C.UTF-8",
             "PGHOST": postgres_server.host, "PGPORT": str(postgres_server.port),
@@ -66,12 +70,13 @@ def run_backup(postgres_server, redis_server, backup_dir, tmp_path):
             "REDIS_HOST": redis_server.host, "REDIS_PORT": str(redis_server.port),
             "REDIS_PASSWORD_FILE": str(redis_pw / "password"),
             "SKX_BACKUP_DIR": backup_dir, "SKX_BACKUP_RETENTION_DAYS": "7",
-            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": FILES,
+            "SKX_RESULT_FILE": str(result_file),
         }
         full_env.update(env or {})
-        proc = subprocess.run([PYTHON, "-I", SCRIPT, *args], env=full_env, timeout=timeout,
+        proc = subprocess.run([PYTHON, "-s", "-P", "-m", "skx_backup", *args], env=full_env, timeout=timeout,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        return BackupRun(proc)
+        return BackupRun(proc, result_file)
 
     return run
 

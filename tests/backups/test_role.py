@@ -115,10 +115,20 @@ def test_one_cronjob_per_database_plus_redis_and_verification(rendered_full):
         assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
         assert container["resources"]["limits"]["memory"] and container["resources"]["requests"]["cpu"]
         assert "real-secret-value" not in yaml.safe_dump(job)
+        # The package, as the tests run it: python3 -s -P -m skx_backup with
+        # PYTHONPATH the directory the ConfigMap is mounted in; its result in
+        # the termination message.
+        assert container["command"][:5] == ["python3", "-s", "-P", "-m", "skx_backup"]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env["PYTHONPATH"] == "/opt/skx-backup"
+        assert env["SKX_RESULT_FILE"] == container["terminationMessagePath"] == "/dev/termination-log"
+        assert container["terminationMessagePolicy"] == "File"
+        assert {"name": "scripts", "mountPath": "/opt/skx-backup/skx_backup", "readOnly": True} in container[
+            "volumeMounts"]
     assert jobs["backup-instance2-db"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0][
-        "command"][2:] == ["pg-dump", "--database", "instance2_db"]
+        "command"][5:] == ["pg-dump", "--database", "instance2_db"]
     verify = jobs["backup-verify"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    assert verify["command"][2:] == ["verify-restore", "--database=instance1_db", "--database=instance2_db",
+    assert verify["command"][5:] == ["verify-restore", "--database=instance1_db", "--database=instance2_db",
                                      "--database=instance3_db", "--database=superkube"]
     # The verification does not export; the dumps do, with credentials as files.
     assert not any(e["name"].startswith("SKX_S3") for e in verify["env"])
@@ -131,11 +141,17 @@ def test_one_cronjob_per_database_plus_redis_and_verification(rendered_full):
     assert "postgres-superuser" not in {v["name"] for v in redis["volumes"]}
 
 
-def test_the_configmap_ships_the_tested_scripts_verbatim(rendered_full):
+def test_the_configmap_ships_the_tested_package_verbatim(rendered_full):
+    """Every module of the package is listed once in vars/main.yml (the
+    ConfigMap and the checksum come from that list) and shipped as it is."""
     _, docs = rendered_full
     [cm] = docs["configmap.yaml"]
-    for name in ("skx_backup.py", "skx_s3.py"):
-        assert cm["data"][name].rstrip("\n") == open(os.path.join(FILES, name)).read().rstrip("\n")
+    listed = yaml.safe_load(open(os.path.join(ROLE, "vars", "main.yml")))["__backups_package_files"]
+    package = os.path.join(FILES, "skx_backup")
+    assert sorted(listed) == sorted(n for n in os.listdir(package) if n.endswith(".py"))
+    assert sorted(cm["data"]) == sorted(listed)
+    for name in listed:
+        assert cm["data"][name].rstrip("\n") == open(os.path.join(package, name)).read().rstrip("\n")
 
 
 def test_secret_has_placeholders_in_render_mode(rendered_full):
@@ -149,7 +165,7 @@ def test_snapshot_job_calls_the_api_with_least_privilege(rendered_full):
     [cron] = docs["snapshot-cronjob.yaml"]
     pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "backup-snapshots" and pod["automountServiceAccountToken"] is True
-    assert pod["containers"][0]["command"][2:] == [
+    assert pod["containers"][0]["command"][5:] == [
         "snapshots", "--snapshot-class", "csi-snapclass", "--pvc=skx-data/data-postgres-0",
         "--pvc=skx-data/data-redis-0", "--pvc=skx-instance1/instance-files",
         "--pvc=skx-instance2/instance-files", "--pvc=skx-instance3/instance-files"]
@@ -165,7 +181,7 @@ def test_restore_job_reads_the_volume_only_and_never_retries(rendered_full):
     [job] = docs["job.yaml"]
     assert job["spec"]["backoffLimit"] == 0
     pod = job["spec"]["template"]["spec"]
-    assert pod["containers"][0]["command"][2:] == ["restore", "--database", "instance2_db", "--backup",
+    assert pod["containers"][0]["command"][5:] == ["restore", "--database", "instance2_db", "--backup",
                                                   "latest", "--swap"]
     [backups] = [v for v in pod["volumes"] if v["name"] == "backups"]
     assert backups["persistentVolumeClaim"]["readOnly"] is True

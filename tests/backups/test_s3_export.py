@@ -1,18 +1,16 @@
 """S3-compatible export against moto's server: upload, read back by
-checksum, retention in the bucket; the request signing matches botocore's."""
+checksum, retention in the bucket (the request signing, which needs no
+server, is tested in tests/unit/backups/test_skx_backup.py)."""
 import datetime
 import hashlib
 import os
-import sys
 import uuid
 
 import boto3
 import pytest
 
-from backup_helpers import FILES
-
-sys.path.insert(0, FILES)
-import skx_s3  # noqa: E402
+from skx_backup import s3
+from skx_backup.common import DUMP_RE
 
 KEY_ID, SECRET = "AKIAEXAMPLEBACKUP", "backup-secret-key-for-tests"
 
@@ -57,7 +55,7 @@ def test_dump_is_exported_and_read_back_identical(run_backup, tenant_db, s3_env,
     assert sums.split() == [hashlib.sha256(local).hexdigest(), name]
 
     # A restore from the bucket: download, checksum, restore.
-    client = skx_s3.S3Client(s3_server, bucket, KEY_ID, SECRET)
+    client = s3.S3Client(s3_server, bucket, KEY_ID, SECRET)
     copy = tmp_path / "copy.dump"
     client.download(key, str(copy))
     assert hashlib.sha256(copy.read_bytes()).hexdigest() == sums.split()[0]
@@ -80,9 +78,7 @@ def test_export_without_credentials_is_refused(run_backup, tenant_db, s3_env, tm
 
 
 def test_bucket_retention_keeps_the_window_and_the_newest(s3_server, bucket):
-    import skx_backup
-
-    client = skx_s3.S3Client(s3_server, bucket, KEY_ID, SECRET)
+    client = s3.S3Client(s3_server, bucket, KEY_ID, SECRET)
     now = datetime.datetime(2026, 11, 20, 2, 30, tzinfo=datetime.timezone.utc)
     stamps = ["20261101T023000Z", "20261112T023000Z", "20261114T023000Z", "20261119T023000Z"]
     for stamp in stamps:
@@ -92,7 +88,7 @@ def test_bucket_retention_keeps_the_window_and_the_newest(s3_server, bucket):
 
     class Args:
         s3_prefix, s3_retention_days = "prod", 7
-    removed = skx_backup.s3_prune(Args, client, "postgres/app_db", skx_backup.DUMP_RE, now=now)
+    removed = s3.s3_prune(Args, client, "postgres/app_db", DUMP_RE, now=now)
     assert removed == ["prod/postgres/app_db/app_db-20261101T023000Z.dump",
                        "prod/postgres/app_db/app_db-20261112T023000Z.dump"]
     left = sorted(k for k, _ in client.list("prod/postgres/app_db/"))
@@ -100,38 +96,5 @@ def test_bucket_retention_keeps_the_window_and_the_newest(s3_server, bucket):
         f"prod/postgres/app_db/app_db-{s}.dump{x}" for s in stamps[2:] for x in ("", ".sha256", ".json")])
 
     # Long outage: everything is old, the newest export is still kept.
-    removed = skx_backup.s3_prune(Args, client, "postgres/app_db", skx_backup.DUMP_RE,
-                                  now=now + datetime.timedelta(days=60))
+    removed = s3.s3_prune(Args, client, "postgres/app_db", DUMP_RE, now=now + datetime.timedelta(days=60))
     assert removed == ["prod/postgres/app_db/app_db-20261114T023000Z.dump"]
-
-
-def test_signature_matches_botocore(monkeypatch):
-    """Our stdlib SigV4 gives byte for byte the Authorization header botocore
-    computes for the same request (moto does not check signatures)."""
-    from botocore.auth import S3SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    when = datetime.datetime(2026, 11, 27, 2, 30, 5, tzinfo=datetime.timezone.utc)
-    monkeypatch.setattr("botocore.auth.get_current_datetime", lambda: when.replace(tzinfo=None))
-    payload = hashlib.sha256(b"dump bytes").hexdigest()
-    path = "/skx-backups/prod/postgres/instance2_db/instance2_db-20261127T023000Z.dump"
-    headers = {"Content-Length": "10", "Content-Type": "application/octet-stream",
-               "x-amz-meta-sha256": payload}
-    ours = skx_s3.sign_v4("PUT", "minio.example:9000", path, {}, headers, payload,
-                          KEY_ID, SECRET, "eu-west-3", now=when)
-
-    request = AWSRequest(method="PUT", url=f"http://minio.example:9000{path}", data=b"dump bytes",
-                         headers={**headers, "X-Amz-Content-SHA256": payload})
-    signer = S3SigV4Auth(Credentials(KEY_ID, SECRET), "s3", "eu-west-3")
-    signer.add_auth(request)
-    assert ours["Authorization"] == request.headers["Authorization"]
-
-    # And a query-string request (the listing).
-    ours = skx_s3.sign_v4("GET", "minio.example:9000", "/skx-backups", {"list-type": "2", "prefix": "a b/"},
-                          {}, skx_s3.UNSIGNED_EMPTY, KEY_ID, SECRET, "us-east-1", now=when)
-    request = AWSRequest(method="GET", url="http://minio.example:9000/skx-backups?list-type=2&prefix=a%20b%2F",
-                         headers={"X-Amz-Content-SHA256": skx_s3.UNSIGNED_EMPTY})
-    signer = S3SigV4Auth(Credentials(KEY_ID, SECRET), "s3", "us-east-1")
-    signer.add_auth(request)
-    assert ours["Authorization"] == request.headers["Authorization"]

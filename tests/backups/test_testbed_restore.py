@@ -102,8 +102,16 @@ def test_manual_backup_then_restore_of_instance2_while_the_others_serve():
     kubectl("-n", DATA_NS, "create", "job", job, "--from=cronjob/backup-instance2-db")
     kubectl("-n", DATA_NS, "wait", "--for=condition=complete", f"job/{job}", "--timeout=600s", timeout=620)
     log = kubectl("-n", DATA_NS, "logs", f"job/{job}")
-    result = json.loads([line for line in log.splitlines() if line.startswith("SKX_RESULT ")][-1][11:])
+    # The result is the termination message of the job's pod (the package
+    # writes it to /dev/termination-log), as restore.yml reads it.
+    pods = json.loads(kubectl("-n", DATA_NS, "get", "pods", "-l", f"job-name={job}", "-o", "json"))["items"]
+    messages = [status["state"]["terminated"].get("message", "")
+                for pod in pods for status in pod["status"].get("containerStatuses", [])
+                if "terminated" in status.get("state", {})]
+    assert messages and messages[-1].strip(), log
+    result = json.loads(messages[-1])
     assert result["ok"] and result["backup"].startswith("instance2_db-"), log
+    assert "SKX_RESULT" not in log, log
     backup = result["backup"]
 
     # A missing backup is refused before anything moves.

@@ -1,4 +1,5 @@
-"""Minimal S3-compatible client on the Python standard library.
+"""The S3-compatible export: a minimal client on the Python standard
+library, and the upload, read-back and retention of the backups.
 
 The toolbox image carries python3 but not boto3, so the backup jobs sign
 their requests themselves (AWS Signature Version 4, path-style addressing,
@@ -10,9 +11,12 @@ import datetime
 import hashlib
 import hmac
 import http.client
+import os
 import ssl
 import urllib.parse
 import xml.etree.ElementTree as ET
+
+from .common import SIDECARS, STAMP_FORMAT, Failed, Refused, log, read_secret_file
 
 UNSIGNED_EMPTY = hashlib.sha256(b"").hexdigest()
 _S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
@@ -183,3 +187,78 @@ class S3Client:
         conn, resp = self._request("DELETE", key, expect=(200, 204))
         resp.read()
         conn.close()
+
+
+# ------------------------------------------------------------------ export
+
+def s3_client(args):
+    if not args.s3_endpoint:
+        return None
+    if not args.s3_bucket:
+        raise Refused("SKX_S3_ENDPOINT is set but SKX_S3_BUCKET is empty: name the bucket")
+    if args.s3_credentials_dir:
+        access = read_secret_file(args.s3_credentials_dir, "access_key_id")
+        secret = read_secret_file(args.s3_credentials_dir, "secret_access_key")
+    else:
+        access = os.environ.get("AWS_ACCESS_KEY_ID", "")
+        secret = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+    if not access or not secret:
+        raise Refused("S3 export: no credentials (SKX_S3_CREDENTIALS_DIR with files "
+                      "access_key_id and secret_access_key)")
+    return S3Client(args.s3_endpoint, args.s3_bucket, access, secret,
+                    region=args.s3_region, ca_file=args.s3_ca_file or None)
+
+
+def s3_key(args, *parts):
+    return "/".join(p.strip("/") for p in (args.s3_prefix,) + parts if p and p.strip("/"))
+
+
+def s3_export(args, subdir, path, digest, pattern):
+    """Upload a backup and its checksum file, then download it back and
+    compare checksums: an export that cannot be read back is a failure."""
+    client = s3_client(args)
+    if client is None:
+        return
+    name = os.path.basename(path)
+    key = s3_key(args, subdir, name)
+    size = os.path.getsize(path)
+    try:
+        client.put_file(key, path, digest, size, metadata={"sha256": digest})
+        remote, remote_size = client.sha256_of(key)
+        if remote != digest or remote_size != size:
+            raise Failed(f"S3 export of {name} does not read back identical: sha256 {remote} "
+                         f"({remote_size} bytes), expected {digest} ({size} bytes)")
+        with open(path + ".sha256", "rb") as f:
+            client.put_bytes(key + ".sha256", f.read())
+        if os.path.exists(path + ".json"):
+            with open(path + ".json", "rb") as f:
+                client.put_bytes(key + ".json", f.read(), "application/json")
+    except (S3Error, OSError) as exc:
+        raise Failed(f"S3 export of {name} to {args.s3_bucket}/{key} failed: {exc}") from None
+    log(f"s3: exported {name} to {args.s3_bucket}/{key}, read back with sha256 {digest}")
+    s3_prune(args, client, subdir, pattern)
+
+
+def s3_prune(args, client, subdir, pattern, now=None):
+    """Remove exported backups older than the S3 retention (by the time in
+    their name), always keeping the newest."""
+    days = args.s3_retention_days
+    if days <= 0:
+        return []
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    prefix = s3_key(args, subdir) + "/"
+    backups = {}
+    for key, _ in client.list(prefix):
+        m = pattern.match(key[len(prefix):])
+        if m:
+            backups[key] = datetime.datetime.strptime(m.group("stamp"), STAMP_FORMAT).replace(
+                tzinfo=datetime.timezone.utc)
+    newest = max(backups, key=backups.get, default=None)
+    removed = []
+    for key, created in sorted(backups.items()):
+        if key != newest and created < now - datetime.timedelta(days=days):
+            for suffix in ("",) + SIDECARS:
+                client.delete(key + suffix)
+            removed.append(key)
+            log(f"s3 retention: removed {key}")
+    return removed
