@@ -63,7 +63,9 @@ echo "render.yml: $(seconds "$t") s, $(cat "$out"/manifests/*/*.yaml | grep -c '
 # The physical reference: one server-side apply of the same objects (the
 # rendered Secrets hold placeholders, so they are left out). kubectl diff
 # first says whether that apply is like for like with what site.yml left.
-find "$out/manifests" -name '*secret*' -delete
+# Every file that holds a Secret, whatever its name (postgres/db-credentials.yaml
+# holds only Secrets): their rendered values are placeholders.
+grep -rlx 'kind: Secret' "$out/manifests" | xargs -r rm -f
 # render.yml writes every manifest, also those of kinds this cluster does not
 # serve (HelmChartConfig on the testbed), which site.yml skips: so skip them too.
 served=$("$KUBECTL" api-resources --no-headers | awk '{print $NF}' | sort -u)
