@@ -250,6 +250,10 @@ def test_a_result_fits_in_a_termination_message():
     assert decoded["msg"].endswith("...") and len(text) > cli.RESULT_LIMIT - 6
     short = {"ok": True, "backup": "app_db-20261127T023000Z.dump", "available": ["a" * 40] * 30}
     assert json.loads(cli.encode_result(short)) == short
+    large = {"ok": True, "backup": "app_db-20261127T023000Z.dump", "available": ["a" * 40] * 200}
+    text = cli.encode_result(large)
+    assert len(text) <= cli.RESULT_LIMIT
+    assert json.loads(text) == {"ok": True, "backup": "app_db-20261127T023000Z.dump", "truncated": True}
 
 
 def test_an_unwritable_result_file_is_logged(tmp_path, capsys):

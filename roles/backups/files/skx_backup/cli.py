@@ -118,8 +118,13 @@ def encode_result(result, limit=RESULT_LIMIT):
     long for it is cut at its end (the log keeps it whole)."""
     text = json.dumps(result)
     msg = result.get("msg")
-    if len(text) <= limit or not isinstance(msg, str):
+    if len(text) <= limit:
         return text
+    if not isinstance(msg, str):
+        # A result too large without a message to cut (a success listing
+        # much): its scalar fields, and that the rest is only in the log.
+        small = {k: v for k, v in result.items() if isinstance(v, (bool, int, float, str)) and len(str(v)) < 256}
+        return json.dumps({**small, "truncated": True})[:limit]
     # The longest beginning of the message that fits.
     low, high = 0, len(msg)
     while low < high:
