@@ -17,13 +17,25 @@ import traceback
 
 from ansible_collections.superkubernetex.platform.plugins.module_utils.rotation import data_digest
 
+# The kubernetes client takes about 0.6 s to import: it is imported at the
+# first API client, not with this file, so a module that writes files only
+# (manifests in render mode) does not pay for it.
+client = config = None
 try:
-    from kubernetes import client, config
-    HAS_KUBERNETES = True
-    KUBERNETES_IMPORT_ERROR = None
+    from importlib.util import find_spec
+    HAS_KUBERNETES = find_spec('kubernetes') is not None
+    KUBERNETES_IMPORT_ERROR = None if HAS_KUBERNETES else 'No module named kubernetes'
 except ImportError:
     HAS_KUBERNETES = False
     KUBERNETES_IMPORT_ERROR = traceback.format_exc()
+
+
+def load_kubernetes():
+    """Import the kubernetes client (once) into this module's client and config."""
+    global client, config
+    if client is None:
+        from kubernetes import client as kube_client, config as kube_config
+        client, config = kube_client, kube_config
 
 
 def kube_argument_spec():
@@ -38,6 +50,7 @@ def kube_api_client(kubeconfig=None, context=None):
     """An ApiClient for the given kubeconfig/context, the default kubeconfig
     (KUBECONFIG or ~/.kube/config) when none is given, or the in-cluster
     service account when no kubeconfig exists at all."""
+    load_kubernetes()
     default = os.environ.get('KUBECONFIG') or os.path.expanduser('~/.kube/config')
     if kubeconfig or context or os.path.exists(default.split(os.pathsep)[0]):
         return config.new_client_from_config(config_file=kubeconfig, context=context)
@@ -64,6 +77,7 @@ class KubeSecretStore(object):
     """
 
     def __init__(self, api_client, secrets, workloads, timeout=600, interval=2.0):
+        load_kubernetes()
         self.core = client.CoreV1Api(api_client)
         self.apps = client.AppsV1Api(api_client)
         self.secrets = [(s['namespace'], s['name']) for s in secrets]

@@ -121,9 +121,16 @@ try:
 except ImportError:
     yaml = None
 
-if HAS_KUBERNETES:
+# Imported by load_dynamic() in apply mode only: render mode never loads the
+# kubernetes client.
+DynamicClient = NotFoundError = ResourceNotFoundError = DynamicApiError = None
+
+
+def load_dynamic():
+    global DynamicClient, NotFoundError, ResourceNotFoundError, DynamicApiError
     from kubernetes.dynamic import DynamicClient
     from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError, DynamicApiError
+
 
 # A custom resource definition applied earlier in the same batch takes a
 # moment to be served: discovery is asked again this many times, a second
@@ -288,6 +295,7 @@ def main():
         if not HAS_KUBERNETES:
             module.fail_json(msg='the kubernetes Python client is required', exception=KUBERNETES_IMPORT_ERROR)
         try:
+            load_dynamic()
             dynamic = DynamicClient(kube_api_client(module.params['kubeconfig'], module.params['context']))
         except Exception as e:
             module.fail_json(msg='cannot reach the cluster for %s: %s' % (module.params['component'], e))
