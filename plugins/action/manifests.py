@@ -1,7 +1,9 @@
 # Copyright: (c) 2026, SuperKuberneteX platform team
 # Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """Renders the calling role's manifest templates on the controller, then runs
-the manifests module on them (see plugins/modules/manifests.py)."""
+the manifests module on them (see plugins/modules/manifests.py). In render
+mode the files are written here, on the controller, and no module runs: a
+render costs templating and a file write, not a module run per component."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -12,7 +14,9 @@ import os
 import yaml
 
 from ansible.errors import AnsibleActionFail
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
+from ansible_collections.superkubernetex.platform.plugins.module_utils.manifests import render_files
 
 try:
     from ansible.template import trust_as_template
@@ -77,6 +81,20 @@ class ActionModule(ActionBase):
             files.append(dict(name=name, text=text, documents=documents,
                               secret=any(d.get('kind') == 'Secret' for d in documents)))
         args['files'] = files
+
+        if boolean(args.get('render') or False, strict=False):
+            if not args.get('render_dir'):
+                raise AnsibleActionFail('superkubernetex.platform.manifests: render mode needs render_dir '
+                                        '(platform_render_dir)')
+            if not args.get('component'):
+                raise AnsibleActionFail('superkubernetex.platform.manifests: component is required')
+            render_dir = os.path.expanduser(str(args['render_dir']))
+            objects, diffs = render_files(render_dir, str(args['component']), files,
+                                          check_mode=bool(self._task.check_mode))
+            result.update(changed=any(o['action'] != 'unchanged' for o in objects), objects=objects)
+            if self._task.diff:
+                result['diff'] = diffs
+            return result
 
         module_result = self._execute_module(module_name='superkubernetex.platform.manifests', module_args=args,
                                              task_vars=task_vars)

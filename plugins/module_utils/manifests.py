@@ -9,6 +9,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import os
 
 # Written by the API server or by controllers, never by our manifests: left
 # out of the comparison and of the diff.
@@ -100,3 +101,30 @@ def rolled_out(obj):
         return all((status.get(field) or 0) == want for field in ('updatedReplicas', 'availableReplicas', 'replicas'))
     return ((status.get('updatedReplicas') or 0) == want and (status.get('readyReplicas') or 0) == want
             and status.get('currentRevision') == status.get('updateRevision'))
+
+
+def render_files(render_dir, component, files, check_mode=False):
+    """Write the rendered files of one component to render_dir/component/,
+    each only when its text differs. Returns (objects, diffs) as the module
+    does: a Secret's file is never shown in a diff."""
+    directory = os.path.join(render_dir, component)
+    objects, diffs = [], []
+    for item in files:
+        path = os.path.join(directory, item['name'])
+        current = None
+        if os.path.exists(path):
+            with open(path) as f:
+                current = f.read()
+        action = 'unchanged' if current == item['text'] else 'written'
+        if action == 'written':
+            diffs.append(dict(before_header=path, after_header=path, before=current or '',
+                              after=item['text']) if not item.get('secret') else
+                         dict(before_header=path, after_header=path, before='', after='(a Secret: not shown)\n'))
+            if not check_mode:
+                if not os.path.isdir(directory):
+                    os.makedirs(directory)
+                with open(path, 'w') as f:
+                    f.write(item['text'])
+                os.chmod(path, 0o644)
+        objects.append(dict(object=path, action=action))
+    return objects, diffs

@@ -28,7 +28,8 @@ description:
     cannot be dry-run; it is reported as to be created and not sent.
   - In render mode (O(render=true)) the rendered files are written to
     O(render_dir)/O(component)/ and nothing is sent to a cluster; the same
-    template feeds the cluster and C(build/manifests).
+    template feeds the cluster and C(build/manifests). The action plugin
+    writes them on the controller itself, without running the module.
   - Secret values never appear in the result or a diff; a diff marks each
     key C((hidden)), or C((hidden, changed)) when its value changes.
   - Options left unset take the platform's settings (role
@@ -107,14 +108,13 @@ objects:
 '''
 
 import json
-import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.superkubernetex.platform.plugins.module_utils.kube import (
     HAS_KUBERNETES, KUBERNETES_IMPORT_ERROR, kube_api_client, kube_argument_spec)
 from ansible_collections.superkubernetex.platform.plugins.module_utils.manifests import (
-    WORKLOAD_KINDS, RolloutFailed, changed, comparable, masked, object_label, rolled_out)
+    WORKLOAD_KINDS, RolloutFailed, changed, comparable, masked, object_label, render_files, rolled_out)
 
 try:
     import yaml
@@ -249,30 +249,6 @@ def api_reason(error):
         return str(error)
 
 
-def render(module):
-    directory = os.path.join(module.params['render_dir'], module.params['component'])
-    objects, diffs = [], []
-    for item in module.params['files']:
-        path = os.path.join(directory, item['name'])
-        current = None
-        if os.path.exists(path):
-            with open(path) as f:
-                current = f.read()
-        action = 'unchanged' if current == item['text'] else 'written'
-        if action == 'written':
-            diffs.append(dict(before_header=path, after_header=path, before=current or '',
-                              after=item['text']) if not item.get('secret') else
-                         dict(before_header=path, after_header=path, before='', after='(a Secret: not shown)\n'))
-            if not module.check_mode:
-                if not os.path.isdir(directory):
-                    os.makedirs(directory)
-                with open(path, 'w') as f:
-                    f.write(item['text'])
-                os.chmod(path, 0o644)
-        objects.append(dict(object=path, action=action))
-    return objects, diffs
-
-
 def main():
     argument_spec = kube_argument_spec()
     argument_spec.update(
@@ -290,7 +266,8 @@ def main():
         module.fail_json(msg='PyYAML is required by superkubernetex.platform.manifests')
 
     if module.params['render']:
-        objects, diffs = render(module)
+        objects, diffs = render_files(module.params['render_dir'], module.params['component'],
+                                      module.params['files'], module.check_mode)
     else:
         if not HAS_KUBERNETES:
             module.fail_json(msg='the kubernetes Python client is required', exception=KUBERNETES_IMPORT_ERROR)
