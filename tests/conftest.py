@@ -1,13 +1,8 @@
 """Shared fixtures: real PostgreSQL and Redis servers for the whole session."""
-import os
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-
-from lib.servers import PostgresServer, RedisServer  # noqa: E402
+from lib.servers import PostgresServer, RedisServer  # tests/ is on pytest's pythonpath (pytest.ini)
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,6 @@ from lib.servers import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 APPS_DIR = os.path.join(ROOT, "apps")
-sys.path.insert(0, APPS_DIR)  # pure helpers (signature check) are tested in-process too
 # The same version as platform_images.stripe_mock in roles/platform/defaults.
 STRIPE_MOCK_VERSION = "v0.197.0"
 STRIPE_MOCK_BIN_DIR = os.environ.get("SKX_BIN_DIR", "/var/cache/skx/bin")

@@ -17,7 +17,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 import urllib.parse
 import uuid
@@ -27,8 +26,7 @@ import requests
 
 from e2e_support import HOSTS, KUBECTL, ROOT, SETTINGS, https, kubectl
 
-sys.path.insert(0, os.path.join(ROOT, "tests", "monitoring"))
-from monitoring_support import SMTPSink, WebhookSink, start_sinks  # noqa: E402
+from monitoring_support import SMTPSink, WebhookSink, start_sinks
 
 MONITORING = "skx-monitoring"
 LOGGING = "skx-logging"

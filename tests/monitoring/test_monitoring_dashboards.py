@@ -25,7 +25,7 @@ TENANTS = ["instance1", "instance2", "instance3"]
 def test_committed_dashboards_match_the_generator():
     for name, text in dashboards.render().items():
         with open(os.path.join(dashboards.OUT, name)) as f:
-            assert f.read() == text, f"{name} is stale: run python3 tests/monitoring/dashboards.py"
+            assert f.read() == text, f"{name} is stale: run python3 roles/monitoring/files/dashboards.py"
 
 
 def _panels():

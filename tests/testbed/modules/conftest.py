@@ -8,9 +8,7 @@ import sys
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "integration", "modules"))
-
-from modrun import ensure_collection_link, run_module as _run_module  # noqa: E402
+from modrun import ensure_collection_link, run_module as _run_module  # tests/integration/modules: pytest.ini
 
 # The helpers of tests/testbed/conftest.py (kubectl wrapper, manifests), importable
 # by the tests as testbed_conftest; its fixtures (ns, kube) apply here anyway.

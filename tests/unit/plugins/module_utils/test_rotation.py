@@ -2,8 +2,6 @@
 status, digests and SCRAM verifiers. The JWT key set is checked with the auth
 service's own token code (apps/skx_apps/tokens.py)."""
 import json
-import os
-import sys
 import time
 
 import pytest
@@ -26,9 +24,7 @@ from ansible_collections.superkubernetex.platform.plugins.module_utils.rotation 
     verify_key_set,
 )
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-sys.path.insert(0, os.path.join(ROOT, "apps"))
-from skx_apps import tokens  # noqa: E402
+from skx_apps import tokens  # apps/ is on pytest's pythonpath (pytest.ini)
 
 
 class MemoryStore:

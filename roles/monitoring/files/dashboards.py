@@ -2,8 +2,8 @@
 """Grafana dashboards of the platform, as code.
 
 Writes roles/monitoring/files/dashboards/*.json. Edit this file, run it
-(python3 tests/monitoring/dashboards.py) and commit both: the test
-test_monitoring_dashboards.py fails when the JSON and this generator
+(python3 roles/monitoring/files/dashboards.py) and commit both: the test
+tests/monitoring/test_monitoring_dashboards.py fails when the JSON and this generator
 disagree, and runs every panel's query against a real Prometheus.
 
 The `instance` variable offers the tenants of platform_instances: the role
@@ -15,8 +15,7 @@ import json
 import os
 import sys
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
-                   "roles", "monitoring", "files", "dashboards")
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dashboards")
 PROM = {"type": "prometheus", "uid": "prometheus"}
 LOGS = {"type": "victoriametrics-logs-datasource", "uid": "logs"}
 
