@@ -31,7 +31,15 @@ PLATFORM_DEFAULTS = dict(
     kubeconfig='platform_kubeconfig',
     context='platform_kube_context',
 )
-OPTIONS = frozenset(['component', 'templates', 'wait', 'wait_timeout'] + list(PLATFORM_DEFAULTS))
+OPTIONS = frozenset(['component', 'templates', 'wait', 'wait_timeout', 'defer'] + list(PLATFORM_DEFAULTS))
+
+# With this play variable true (playbooks/platform.yml), a call with
+# defer: true renders its files and queues them in this host fact; the next
+# call without defer (or the play's final one, templates: []) sends the
+# queue and its own files to the API in one module run, in order, and waits
+# for every workload a queued call asked to wait for.
+BATCH_VARIABLE = 'platform_manifests_batch'
+QUEUE_FACT = 'platform_manifests_queue'
 
 
 class ActionModule(ActionBase):
@@ -59,9 +67,12 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail('superkubernetex.platform.manifests: unknown option(s) %s; expected %s'
                                     % (', '.join(unknown), ', '.join(sorted(OPTIONS))))
         templates = args.pop('templates', None)
-        if not isinstance(templates, list) or not templates or not all(isinstance(t, str) for t in templates):
-            raise AnsibleActionFail('superkubernetex.platform.manifests: templates must be a non-empty list of '
+        if not isinstance(templates, list) or not all(isinstance(t, str) for t in templates):
+            raise AnsibleActionFail('superkubernetex.platform.manifests: templates must be a list of '
                                     'template names (without .j2) of the calling role, got %r' % (templates,))
+        defer = boolean(args.pop('defer', False) or False, strict=False)
+        if not args.get('component'):
+            raise AnsibleActionFail('superkubernetex.platform.manifests: component is required')
         for option, variable in PLATFORM_DEFAULTS.items():
             if args.get(option) is None and variable in task_vars:
                 args[option] = self._templar.template(task_vars[variable])
@@ -78,16 +89,15 @@ class ActionModule(ActionBase):
                 if not isinstance(d, dict) or not d.get('kind') or not (d.get('metadata') or {}).get('name'):
                     raise AnsibleActionFail('template %s.j2 of %s renders a document that is not a Kubernetes '
                                             'object with kind and metadata.name' % (name, args.get('component')))
-            files.append(dict(name=name, text=text, documents=documents,
+            files.append(dict(name=name, text=text, documents=documents, component=str(args['component']),
+                              wait=boolean(args.get('wait') or False, strict=False),
+                              wait_timeout=int(args.get('wait_timeout') or 600),
                               secret=any(d.get('kind') == 'Secret' for d in documents)))
-        args['files'] = files
 
         if boolean(args.get('render') or False, strict=False):
             if not args.get('render_dir'):
                 raise AnsibleActionFail('superkubernetex.platform.manifests: render mode needs render_dir '
                                         '(platform_render_dir)')
-            if not args.get('component'):
-                raise AnsibleActionFail('superkubernetex.platform.manifests: component is required')
             render_dir = os.path.expanduser(str(args['render_dir']))
             objects, diffs = render_files(render_dir, str(args['component']), files,
                                           check_mode=bool(self._task.check_mode))
@@ -95,6 +105,25 @@ class ActionModule(ActionBase):
             if self._task.diff:
                 result['diff'] = diffs
             return result
+
+        # The API needs the parsed documents only: the text stays out of the
+        # queue (a host fact, copied into every later task's variables).
+        for item in files:
+            item.pop('text')
+        queued = list((task_vars.get('ansible_facts') or {}).get(QUEUE_FACT) or [])
+        if defer and boolean(task_vars.get(BATCH_VARIABLE) or False, strict=False):
+            queued += files
+            # The queue holds Secret values: the task's result is never shown.
+            result.update(changed=False, ansible_facts={QUEUE_FACT: queued}, _ansible_no_log=True,
+                          msg='%d file(s) of %s queued for the next apply' % (len(files), args['component']))
+            return result
+        files = queued + files
+        if not files:
+            result.update(changed=False, objects=[], msg='nothing to apply')
+            return result
+        args['files'] = files
+        if queued:
+            result['ansible_facts'] = {QUEUE_FACT: []}
 
         module_result = self._execute_module(module_name='superkubernetex.platform.manifests', module_args=args,
                                              task_vars=task_vars)

@@ -48,7 +48,7 @@ options:
     description:
       - Template names (without C(.j2)) in the calling role's C(templates/)
         folder, rendered by the action plugin. Each may hold several YAML
-        documents.
+        documents. An empty list sends what earlier O(defer) calls queued.
     type: list
     elements: str
     required: true
@@ -73,6 +73,22 @@ options:
     description: Seconds the wait may take for the whole batch.
     type: int
     default: 600
+  defer:
+    description:
+      - In a play that sets C(platform_manifests_batch=true)
+        (C(playbooks/platform.yml)), render the files now but send them
+        later, with the next call without O(defer) (or the play's last call,
+        O(templates=[])): one module run and one API client for all of them,
+        in the order they were queued, and one wait for every workload the
+        queued calls asked to wait for. The queue is the host fact
+        C(platform_manifests_queue); a deferring task's result is hidden,
+        since the queue holds Secret values.
+      - Elsewhere (a role used alone, render mode) the files are sent or
+        written at once.
+      - Only for calls that nothing later in the play needs applied at once
+        (a port-forward to a pod, a read of the object).
+    type: bool
+    default: false
 extends_documentation_fragment:
   - superkubernetex.platform.kube
 notes:
@@ -259,6 +275,8 @@ def main():
         files=dict(type='list', elements='dict', required=True),
         wait=dict(type='bool', default=False),
         wait_timeout=dict(type='int', default=600),
+        # Handled by the action plugin (the queue); declared for the docs.
+        defer=dict(type='bool', default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_if=[('render', True, ('render_dir',))])
@@ -282,12 +300,15 @@ def main():
             for obj in item['documents']:
                 entry, diff = batch.apply(obj)
                 entry['file'] = item['name']
+                entry['component'] = item.get('component') or module.params['component']
                 objects.append(entry)
                 if diff:
                     diffs.append(diff)
-        if module.params['wait'] and not module.check_mode:
-            batch.wait([d for item in module.params['files'] for d in item['documents']],
-                       module.params['wait_timeout'])
+        # A file queued by an earlier call (defer) carries its own wait.
+        waited = [item for item in module.params['files'] if item.get('wait', module.params['wait'])]
+        if waited and not module.check_mode:
+            batch.wait([d for item in waited for d in item['documents']],
+                       max(int(item.get('wait_timeout') or module.params['wait_timeout']) for item in waited))
     result = dict(changed=any(o['action'] not in ('unchanged',) for o in objects), objects=objects)
     if module._diff:
         result['diff'] = diffs

@@ -169,3 +169,64 @@ def test_render_mode_writes_the_templates_and_touches_no_cluster(role):
     assert f"namespace: {namespace}" in text and "greeting: \"hello\"" in text
     proc, again = run(role, namespace, render=True)
     assert not again["changed"]
+
+
+BATCH_TASKS = """
+- name: Queue the configuration and its Secret
+  superkubernetex.platform.manifests:
+    component: first
+    templates: [config.yaml]
+    defer: true
+
+- name: Look for the queued ConfigMap before the batch is sent
+  kubernetes.core.k8s_info:
+    kind: ConfigMap
+    namespace: "{{ test_namespace }}"
+    name: settings
+    kubeconfig: "{{ platform_kubeconfig }}"
+  register: test_before
+
+- name: Send the queue with a call of its own
+  superkubernetex.platform.manifests:
+    component: second
+    templates: [second.yaml]
+  register: test_result
+
+- name: Send what is left (nothing)
+  superkubernetex.platform.manifests:
+    component: platform
+    templates: []
+  register: test_empty
+"""
+
+
+def test_deferred_calls_are_sent_by_the_next_call_in_one_batch_and_hide_their_secrets(role, ns):
+    """With platform_manifests_batch (playbooks/platform.yml), a call with
+    defer: true sends nothing; the next call without it sends the queue, in
+    order, then its own objects, in one module run; the deferring task shows
+    nothing of the Secret it queued, even with -vvv; an empty last call has
+    nothing left to send."""
+    kube, namespace = ns, ns.namespace
+    (role / "roles" / "manifests_test" / "tasks" / "main.yml").write_text(BATCH_TASKS)
+    (role / "roles" / "manifests_test" / "templates" / "second.yaml.j2").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: second\n  namespace: {{ test_namespace }}\ndata: {}\n")
+    extra = {"test_namespace": namespace, "test_greeting": "hello", "test_password": "queued-secret-value",
+             "platform_kubeconfig": KUBECONFIG, "platform_kube_context": None,
+             "platform_field_manager": "superkubernetex-test", "platform_render": False,
+             "platform_render_dir": str(role / "rendered"), "platform_manifests_batch": True}
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_ROLES_PATH=str(role / "roles"),
+               ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+    proc = subprocess.run(["ansible-playbook", str(role / "play.yml"), "-vvv", "-e", json.dumps(extra)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    doc = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("\n{") + 1:])[0]
+    tasks = {t["task"]["name"]: t["hosts"]["localhost"] for t in doc["plays"][0]["tasks"]}
+    assert tasks["Look for the queued ConfigMap before the batch is sent"]["resources"] == []
+    sent = tasks["Send the queue with a call of its own"]
+    assert [(o["component"], o["object"], o["action"]) for o in sent["objects"]] == [
+        ("first", f"ConfigMap/{namespace}/settings", "created"), ("first", f"Secret/{namespace}/login", "created"),
+        ("second", f"ConfigMap/{namespace}/second", "created")]
+    assert tasks["Send what is left (nothing)"]["objects"] == [] and not tasks["Send what is left (nothing)"]["changed"]
+    assert kube.json("get", "configmap", "settings")["data"]["greeting"] == "hello"
+    for value in ("queued-secret-value", base64.b64encode(b"queued-secret-value").decode()):
+        assert value not in proc.stdout and value not in proc.stderr
