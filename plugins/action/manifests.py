@@ -35,9 +35,10 @@ OPTIONS = frozenset(['component', 'templates', 'wait', 'wait_timeout', 'defer'] 
 
 # With this play variable true (playbooks/platform.yml), a call with
 # defer: true renders its files and queues them in this host fact; the next
-# call without defer (or the play's final one, templates: []) sends the
-# queue and its own files to the API in one module run, in order, and waits
-# for every workload a queued call asked to wait for.
+# call without defer, or whose files hold a Secret (or the play's final one,
+# templates: []), sends the queue and its own files to the API in one module
+# run, in order, and waits for every workload a queued call asked to wait
+# for.
 BATCH_VARIABLE = 'platform_manifests_batch'
 QUEUE_FACT = 'platform_manifests_queue'
 
@@ -111,9 +112,13 @@ class ActionModule(ActionBase):
         for item in files:
             item.pop('text')
         queued = list((task_vars.get('ansible_facts') or {}).get(QUEUE_FACT) or [])
-        if defer and boolean(task_vars.get(BATCH_VARIABLE) or False, strict=False):
+        # A Secret never enters the queue: a host fact goes to the fact cache,
+        # which a persistent cache (jsonfile, redis, AWX's fact storage) writes
+        # out. A call whose files hold one sends at once, the queue first.
+        holds_secret = any(item['secret'] for item in files)
+        if defer and not holds_secret and boolean(task_vars.get(BATCH_VARIABLE) or False, strict=False):
             queued += files
-            # The queue holds Secret values: the task's result is never shown.
+            # Every rendered document of the queue would be printed under -v.
             result.update(changed=False, ansible_facts={QUEUE_FACT: queued}, _ansible_no_log=True,
                           msg='%d file(s) of %s queued for the next apply' % (len(files), args['component']))
             return result

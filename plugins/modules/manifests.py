@@ -77,12 +77,15 @@ options:
     description:
       - In a play that sets C(platform_manifests_batch=true)
         (C(playbooks/platform.yml)), render the files now but send them
-        later, with the next call without O(defer) (or the play's last call,
-        O(templates=[])): one module run and one API client for all of them,
-        in the order they were queued, and one wait for every workload the
-        queued calls asked to wait for. The queue is the host fact
-        C(platform_manifests_queue); a deferring task's result is hidden,
-        since the queue holds Secret values.
+        later, with the next call that does not defer (or the play's last
+        call, O(templates=[])), in one module run with one API client for
+        all of them, in the order they were queued, and one wait for every
+        workload the queued calls asked to wait for. The queue is the host fact
+        C(platform_manifests_queue); a deferring task's result is hidden
+        (it would print every queued document).
+      - A call whose files hold a Secret is never deferred. It sends the
+        queue and its own files at once, so that no Secret value enters a
+        host fact (a persistent fact cache would write it out).
       - Elsewhere (a role used alone, render mode) the files are sent or
         written at once.
       - Only for calls that nothing later in the play needs applied at once

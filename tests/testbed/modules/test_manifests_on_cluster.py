@@ -172,50 +172,79 @@ def test_render_mode_writes_the_templates_and_touches_no_cluster(role):
 
 
 BATCH_TASKS = """
-- name: Queue the configuration and its Secret
+- name: Queue a ConfigMap
   superkubernetex.platform.manifests:
     component: first
-    templates: [config.yaml]
+    templates: [second.yaml]
     defer: true
 
 - name: Look for the queued ConfigMap before the batch is sent
   kubernetes.core.k8s_info:
     kind: ConfigMap
     namespace: "{{ test_namespace }}"
-    name: settings
+    name: second
     kubeconfig: "{{ platform_kubeconfig }}"
   register: test_before
 
-- name: Send the queue with a call of its own
+- name: Send a file holding a Secret at once, the queue first
   superkubernetex.platform.manifests:
-    component: second
-    templates: [second.yaml]
-  register: test_result
+    component: secret
+    templates: [config.yaml]
+    defer: true
 
-- name: Send what is left (nothing)
+- name: Look for the Secret value in the fact cache
+  ansible.builtin.command:
+    argv: [grep, -rqF, "{{ test_password }}", "{{ test_fact_cache }}"]
+  register: test_cache
+  changed_when: false
+  failed_when: test_cache.rc not in [0, 1]
+  no_log: true
+
+- name: Queue another ConfigMap
+  superkubernetex.platform.manifests:
+    component: later
+    templates: [third.yaml]
+    defer: true
+
+- name: Send what is left
   superkubernetex.platform.manifests:
     component: platform
     templates: []
-  register: test_empty
+
+- name: Send what is left again (nothing)
+  superkubernetex.platform.manifests:
+    component: platform
+    templates: []
+
+- name: Say whether the fact cache held the Secret value
+  ansible.builtin.debug:
+    msg: "secret in the fact cache: {{ test_cache.rc == 0 }}"
 """
 
 
-def test_deferred_calls_are_sent_by_the_next_call_in_one_batch_and_hide_their_secrets(role, ns):
+def test_deferred_calls_are_sent_by_the_next_call_in_one_batch_and_never_queue_a_secret(role, ns, tmp_path):
     """With platform_manifests_batch (playbooks/platform.yml), a call with
-    defer: true sends nothing; the next call without it sends the queue, in
-    order, then its own objects, in one module run; the deferring task shows
-    nothing of the Secret it queued, even with -vvv; an empty last call has
-    nothing left to send."""
+    defer: true sends nothing; a call whose files hold a Secret is sent at
+    once, the queue first, in order, in one module run, so no Secret value
+    enters the queue (a host fact: a persistent fact cache, here jsonfile,
+    would write it out); the play's last call sends what is left, and a
+    second one has nothing to send; no Secret value reaches the output,
+    even with -vvv."""
     kube, namespace = ns, ns.namespace
+    templates = role / "roles" / "manifests_test" / "templates"
     (role / "roles" / "manifests_test" / "tasks" / "main.yml").write_text(BATCH_TASKS)
-    (role / "roles" / "manifests_test" / "templates" / "second.yaml.j2").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: second\n  namespace: {{ test_namespace }}\ndata: {}\n")
+    for name in ("second", "third"):
+        (templates / f"{name}.yaml.j2").write_text(
+            f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {{{{ test_namespace }}}}\n"
+            "data: {}\n")
+    cache = tmp_path / "facts"
     extra = {"test_namespace": namespace, "test_greeting": "hello", "test_password": "queued-secret-value",
-             "platform_kubeconfig": KUBECONFIG, "platform_kube_context": None,
+             "test_fact_cache": str(cache), "platform_kubeconfig": KUBECONFIG, "platform_kube_context": None,
              "platform_field_manager": "superkubernetex-test", "platform_render": False,
              "platform_render_dir": str(role / "rendered"), "platform_manifests_batch": True}
     env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_ROLES_PATH=str(role / "roles"),
-               ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+               ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
+               ANSIBLE_CACHE_PLUGIN="jsonfile", ANSIBLE_CACHE_PLUGIN_CONNECTION=str(cache))
     proc = subprocess.run(["ansible-playbook", str(role / "play.yml"), "-vvv", "-e", json.dumps(extra)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
@@ -223,11 +252,17 @@ def test_deferred_calls_are_sent_by_the_next_call_in_one_batch_and_hide_their_se
     # The json callback names a role's task "<role> : <name>".
     tasks = {t["task"]["name"].split(" : ", 1)[-1]: t["hosts"]["localhost"] for t in doc["plays"][0]["tasks"]}
     assert tasks["Look for the queued ConfigMap before the batch is sent"]["resources"] == []
-    sent = tasks["Send the queue with a call of its own"]
+    sent = tasks["Send a file holding a Secret at once, the queue first"]
     assert [(o["component"], o["object"], o["action"]) for o in sent["objects"]] == [
-        ("first", f"ConfigMap/{namespace}/settings", "created"), ("first", f"Secret/{namespace}/login", "created"),
-        ("second", f"ConfigMap/{namespace}/second", "created")]
-    assert tasks["Send what is left (nothing)"]["objects"] == [] and not tasks["Send what is left (nothing)"]["changed"]
+        ("first", f"ConfigMap/{namespace}/second", "created"), ("secret", f"ConfigMap/{namespace}/settings", "created"),
+        ("secret", f"Secret/{namespace}/login", "created")]
+    assert tasks["Say whether the fact cache held the Secret value"]["msg"] == "secret in the fact cache: False"
+    assert list(cache.iterdir()), "the fact cache was not written: the test proves nothing"
+    last = tasks["Send what is left"]
+    assert [(o["component"], o["object"], o["action"]) for o in last["objects"]] == [
+        ("later", f"ConfigMap/{namespace}/third", "created")]
+    again = tasks["Send what is left again (nothing)"]
+    assert again["objects"] == [] and not again["changed"]
     assert kube.json("get", "configmap", "settings")["data"]["greeting"] == "hello"
     for value in ("queued-secret-value", base64.b64encode(b"queued-secret-value").decode()):
         assert value not in proc.stdout and value not in proc.stderr
