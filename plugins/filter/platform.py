@@ -33,6 +33,10 @@ options:
     type: str
     default: skx-
 notes:
+  - Each item also gets the names derived from it, computed here only,
+    C(namespace), C(database), C(db_owner) (the database's NOLOGIN owner
+    role; its login roles are C(<db_owner>_a) and C(<db_owner>_b)) and
+    C(backup_cronjob) (the CronJob of its daily dump).
   - Each item also gets C(lifecycle), what the platform does with that
     tenant. C(serving) for C(state=present); C(stopped) for C(state=absent)
     (no workloads, data kept); C(deleted) for C(state=absent) with
@@ -56,6 +60,17 @@ FIELDS = {"name", "host"} | set(DEFAULTS)
 # Labels and annotation of a tenant namespace (roles/namespaces/templates/namespace.yaml.j2).
 TENANT_LABEL = "superkubernetex.com/instance"
 HOST_ANNOTATION = "superkubernetex.com/host"
+
+
+def _derived_names(name, namespace):
+    """Every name derived from an instance name: the one place they are made."""
+    owner = name.replace("-", "_")
+    return {
+        "namespace": namespace,
+        "database": f"{owner}_db",
+        "db_owner": owner,
+        "backup_cronjob": f"backup-{name}-db",
+    }
 
 
 def _lifecycle(item):
@@ -110,8 +125,7 @@ def resolve_instances(instances, domain, namespace_prefix="skx-"):
             raise AnsibleFilterError(f"{where}.storage_size must be a quantity like '1Gi', got {item['storage_size']!r}")
         if not isinstance(item["delete_data"], bool):
             raise AnsibleFilterError(f"{where}.delete_data must be true or false, got {item['delete_data']!r}")
-        item["namespace"] = f"{namespace_prefix}{name}"
-        item["database"] = f"{name.replace('-', '_')}_db"
+        item.update(_derived_names(name, f"{namespace_prefix}{name}"))
         item["lifecycle"] = _lifecycle(item)
         resolved.append(item)
     return resolved
@@ -140,8 +154,8 @@ def unlisted_instances(namespaces, resolved, domain):
         host = (meta.get("annotations") or {}).get(HOST_ANNOTATION) or _default_host(name, domain)
         if not HOST_RE.match(str(host).lower()):
             host = _default_host(name, domain)
-        item = dict(DEFAULTS, name=name, host=str(host).lower(), namespace=meta.get("name"),
-                    database=f"{name.replace('-', '_')}_db", lifecycle="unlisted")
+        item = dict(DEFAULTS, name=name, host=str(host).lower(), lifecycle="unlisted",
+                    **_derived_names(name, meta.get("name")))
         found[name] = item
     return [found[name] for name in sorted(found)]
 
@@ -187,7 +201,7 @@ def check_instance_names(instances, namespaces, hosts, reserved_roles=()):
             raise AnsibleFilterError(
                 f"{where}.host {item['host']!r} is already {taken_hosts[item['host']]}; every service needs its own host")
         taken_hosts[item["host"]] = f"the host of {var}[{idx}]"
-        owner = re.sub(r"_db$", "", item["database"])
+        owner = item["db_owner"]
         if owner.startswith("pg_"):
             raise AnsibleFilterError(
                 f"{where}: its database role {owner!r} would start with pg_, which PostgreSQL reserves; "
