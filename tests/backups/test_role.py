@@ -29,6 +29,17 @@ RENDER_PLAY = """
   roles:
     - role: superkubernetex.platform.backups
   post_tasks:
+    # As the instance role does for every tenant whose database is kept.
+    - name: Render the backup CronJob of each tenant
+      ansible.builtin.include_role:
+        name: superkubernetex.platform.backups
+        tasks_from: tenant.yml
+      vars:
+        instance_spec: "{{{{ __tenant }}}}"
+      loop: "{{{{ platform_instances_resolved }}}}"
+      loop_control:
+        loop_var: __tenant
+
     - name: Render a restore Job as playbooks/restore.yml starts it
       ansible.builtin.template:
         src: {role}/templates/job.yaml.j2
@@ -59,9 +70,11 @@ def render(tmp_path, *extra):
     (out / "backups").mkdir(parents=True)
     proc = ansible("ansible-playbook", "-i", "inventories/local", str(play),
                    "-e", f"platform_render_dir={out}", *extra)
+    # The role's own files, and the CronJob each tenant's folder gets.
     docs = {}
-    for name in sorted(os.listdir(out / "backups")):
-        docs[name] = [d for d in yaml.safe_load_all(open(out / "backups" / name)) if d]
+    for folder in sorted(os.listdir(out)):
+        for name in sorted(os.listdir(out / folder)):
+            docs.setdefault(name, []).extend(d for d in yaml.safe_load_all(open(out / folder / name)) if d)
     return proc.stdout, docs
 
 

@@ -1,4 +1,5 @@
-"""roles/postgres/tasks/databases.yml and roles/secrets (--tags rotate-secrets,
+"""roles/postgres/tasks/databases.yml (the shared database, then each
+tenant's through tasks/tenant.yml, as the instance role calls it) and roles/secrets (--tags rotate-secrets,
 databases only) on the testbed, in namespaces of their own: databases and
 Secrets are made, a re-run changes nothing, a rotation switches every login to
 its other role, and a re-run of the databases afterwards keeps the rotation."""
@@ -27,12 +28,24 @@ PLAY = """
     - name: Check the shared platform settings
       ansible.builtin.import_role:
         name: superkubernetex.platform.platform
-    - name: Provision the databases (roles/postgres/tasks/databases.yml only)
+    - name: Provision the shared database (roles/postgres/tasks/databases.yml only)
       ansible.builtin.include_role:
         name: superkubernetex.platform.postgres
         tasks_from: databases.yml
         apply:
           tags: [postgres_databases]
+      tags: [postgres_databases]
+    - name: Provision each tenant's database, as the instance role does
+      ansible.builtin.include_role:
+        name: superkubernetex.platform.postgres
+        tasks_from: tenant.yml
+        apply:
+          tags: [postgres_databases]
+      vars:
+        instance_spec: "{{ __tenant }}"
+      loop: "{{ platform_instances_resolved }}"
+      loop_control:
+        loop_var: __tenant
       tags: [postgres_databases]
     - name: Rotate the platform credentials
       ansible.builtin.import_role:
@@ -63,7 +76,16 @@ def playbook(tmp_path, prefix, tags):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     doc = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("\n{") + 1:])[0]
     assert proc.returncode == 0, json.dumps(doc["plays"][0]["tasks"][-1], indent=1)[-3000:] + proc.stderr[-2000:]
-    return {t["task"]["name"].split(" : ")[-1]: t["hosts"]["localhost"] for t in doc["plays"][0]["tasks"]}, proc.stdout
+    # A task run once per database (the shared one, then each tenant's)
+    # reports changed when any of its runs changed.
+    tasks = {}
+    for t in doc["plays"][0]["tasks"]:
+        result = t["hosts"]["localhost"]
+        name = t["task"]["name"].split(" : ")[-1]
+        if name in tasks:
+            result = dict(result, changed=bool(tasks[name].get("changed")) or bool(result.get("changed")))
+        tasks[name] = result
+    return tasks, proc.stdout
 
 
 def usernames(prefix):
