@@ -110,3 +110,30 @@ def test_deployments_under_an_hpa_leave_replicas_to_it(rendered):
             assert "replicas" not in doc["spec"], path
             strategy = doc["spec"]["strategy"]["rollingUpdate"]
             assert strategy == {"maxUnavailable": 0, "maxSurge": 1}, path
+
+
+TENANTS = ["instance1", "instance2", "instance3"]  # inventories/vm
+TENANT_FILES = {"namespace.yaml", "resourcequota.yaml", "limitrange.yaml", "networkpolicy.yaml", "secret-tls.yaml",
+                "db-credentials.yaml", "persistentvolumeclaim.yaml", "configmap.yaml", "deployment.yaml",
+                "service.yaml", "ingress.yaml", "hpa.yaml", "pdb.yaml", "cronjob.yaml"}
+
+
+def _tenant_of(doc):
+    """The tenant an object belongs to, from its own fields (None: shared)."""
+    meta = doc["metadata"]
+    for name in TENANTS:
+        if meta.get("namespace") == f"skx-{name}" or (doc["kind"] == "Namespace" and meta["name"] == f"skx-{name}"):
+            return name
+        if doc["kind"] == "CronJob" and meta["name"] == f"backup-{name}-db":
+            return name
+    return None
+
+
+def test_a_tenant_folder_holds_every_object_of_that_tenant_and_nothing_else(rendered):
+    """docs/development.md, "Where each object comes from"."""
+    misplaced = [(path, doc["kind"], doc["metadata"]["name"]) for path, doc in documents(rendered)
+                 if (_tenant_of(doc) or os.path.dirname(path)) != os.path.dirname(path)
+                 or (os.path.dirname(path) in TENANTS and _tenant_of(doc) is None)]
+    assert misplaced == []
+    for name in TENANTS:
+        assert set(os.listdir(os.path.join(rendered, name))) == TENANT_FILES, name

@@ -79,3 +79,15 @@ def test_every_tenant_namespace_carries_the_label_runs_find_it_by(lifecycle):
                for (kind, _, name), doc in objects.items()
                if kind == "Namespace" and doc["metadata"]["labels"].get("superkubernetex.com/concern") == "instance"}
     assert tenants == {"skx-instance1": "instance1", "skx-instance2": "instance2"}
+
+
+def test_the_instances_tag_renders_every_object_of_each_tenant(tmp_path):
+    """docs/user-guide.md: --tags instances applies all of a tenant's objects."""
+    out = tmp_path / "instances"
+    run_ansible("ansible-playbook", "playbooks/render.yml", "-i", "inventories/vm", "--tags", "instances",
+                "-e", f"platform_render_dir={out}")
+    assert sorted(p.name for p in out.iterdir()) == ["instance1", "instance2", "instance3"]
+    kinds = {doc["kind"] for path, doc in documents(out) if path.startswith("instance2/")}
+    assert kinds == {"Namespace", "ResourceQuota", "LimitRange", "NetworkPolicy", "Secret", "PersistentVolumeClaim",
+                     "ConfigMap", "Deployment", "Service", "Ingress", "HorizontalPodAutoscaler",
+                     "PodDisruptionBudget", "CronJob"}
