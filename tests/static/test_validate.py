@@ -92,6 +92,7 @@ BAD = [
     ({"monitoring_grafana_admin_password": "short"}, "monitoring_grafana_admin_password, when set, must have"),
     ({"secrets_rotate": ["databases", "everything"]}, "value of secrets_rotate must be one or more of"),
     ({"k3s_version": "1.33"}, "k3s_version must look like v1.33.5+k3s1"),
+    ({"platform_jwt_ttl_seconds": 30}, "platform_jwt_ttl_seconds must be a number of seconds from 60 to 604800"),
 ]
 
 
