@@ -1,7 +1,7 @@
 # What may stay in $SKX_CACHE between runs: versioned build artefacts only.
 # Anything else (a link, a generated config, a certificate, state) would let
 # a step work on a warm machine and fail on a new one, so `down` removes what
-# up makes there and the cold-start check (tests/testbed/test_zz_down.py, run
+# up makes there and the cold-start check (tests/testbed/test_down.py, run
 # by .ci/run before `up`) fails on whatever is left.
 #
 #   bin/<component>-<version>/     a Go or C build (used once .done is inside; an

@@ -134,7 +134,7 @@ build_observability_tool() { # NAME VERSION TOOL...
   log "building $name $version (Go, cached in $out)"
   rm -rf "$out"; mkdir -p "$out"
   SKX_BIN="$out" SKX_SRC="$SKX_CACHE/src" CGO_ENABLED=0 \
-    "$TESTBED_DIR/../tests/monitoring/install-tools.sh" "$@" >&2 || { log "build of $name $version failed"; return 1; }
+    "$TESTBED_DIR/../tests/lib/monitoring/install-tools.sh" "$@" >&2 || { log "build of $name $version failed"; return 1; }
   touch "$out/.done"
 }
 build_prometheus() { build_observability_tool prometheus "$PROMETHEUS_VERSION" prometheus-k8s; }

@@ -26,7 +26,7 @@ import requests
 
 from e2e_support import HOSTS, KUBECTL, ROOT, SETTINGS, https, kubectl
 
-from monitoring_support import SMTPSink, WebhookSink, start_sinks
+from lib.monitoring_support import SMTPSink, WebhookSink, start_sinks
 
 MONITORING = "skx-monitoring"
 LOGGING = "skx-logging"

@@ -6,10 +6,15 @@ Without a running testbed these tests are skipped, unless SKX_TESTBED_REQUIRED=1
 import json
 import os
 import subprocess
+import sys
 import time
 import uuid
 
 import pytest
+
+# The tests import the helpers below as testbed_conftest: "conftest" names
+# every folder's conftest.py, and this one is loaded before any test here.
+sys.modules.setdefault("testbed_conftest", sys.modules[__name__])
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CACHE = os.environ.get("SKX_CACHE", "/var/cache/skx-testbed")
@@ -47,7 +52,13 @@ def testbed_running():
     return r.returncode == 0
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
+    # Tests marked run_last (test_down.py: testbed/down) run after every other
+    # test of the session, whatever the order of the paths on the command line.
+    last = [i for i in items if i.get_closest_marker("run_last")]
+    if last:
+        items[:] = [i for i in items if not i.get_closest_marker("run_last")] + last
     here = os.path.dirname(os.path.abspath(__file__))
     ours = [i for i in items if str(i.fspath).startswith(here)]
     if not ours:

@@ -1,24 +1,15 @@
 """Acceptance tests of the testbed cluster (issue 2). They need `testbed/up` first."""
 import http.client
-import importlib.util
 import json
 import os
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 
-if "testbed_conftest" not in sys.modules:  # conftest.py by path: other conftest modules exist below
-    _spec = importlib.util.spec_from_file_location(
-        "testbed_conftest", os.path.join(os.path.dirname(os.path.abspath(__file__)), "conftest.py"))
-    _mod = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_mod)
-    sys.modules["testbed_conftest"] = _mod
-
-from testbed_conftest import (BUSYBOX_IMAGE, HTTP_SERVER, PYTHON_IMAGE, TOOLBOX_IMAGE,  # noqa: E402
-                              deployment, eventually, pod, service)
+from testbed_conftest import (BUSYBOX_IMAGE, HTTP_SERVER, PYTHON_IMAGE, TOOLBOX_IMAGE, deployment, eventually,
+                              pod, service)
 
 
 def test_node_ready_and_addons_running(kube):

@@ -3,7 +3,7 @@
 
 Writes roles/monitoring/files/dashboards/*.json. Edit this file, run it
 (python3 roles/monitoring/files/dashboards.py) and commit both: the test
-tests/monitoring/test_monitoring_dashboards.py fails when the JSON and this generator
+tests/integration/monitoring/test_monitoring_dashboards.py fails when the JSON and this generator
 disagree, and runs every panel's query against a real Prometheus.
 
 The `instance` variable offers the tenants of platform_instances: the role

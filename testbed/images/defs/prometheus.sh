@@ -1,6 +1,6 @@
 # Prometheus with Kubernetes service discovery: Debian's package is built
 # without it (`field kubernetes_sd_configs not found`), so the binary comes
-# from the Go module (tests/monitoring/install-tools.sh, static here). No web
+# from the Go module (tests/lib/monitoring/install-tools.sh, static here). No web
 # UI assets (the API and /metrics are what the platform uses).
 REF=quay.io/prometheus/prometheus:v2.${PROMETHEUS_VERSION#v0.}
 KIND=static

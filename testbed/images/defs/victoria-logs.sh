@@ -1,5 +1,5 @@
 # The log store: a static binary from the Go module
-# github.com/VictoriaMetrics/VictoriaLogs (tests/monitoring/install-tools.sh),
+# github.com/VictoriaMetrics/VictoriaLogs (tests/lib/monitoring/install-tools.sh),
 # with upstream's entrypoint name.
 REF=docker.io/victoriametrics/victoria-logs:$VICTORIALOGS_VERSION
 KIND=static

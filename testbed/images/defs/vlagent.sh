@@ -1,5 +1,5 @@
 # The log collector, from the same module and release as the store
-# (tests/monitoring/install-tools.sh), with upstream's entrypoint name.
+# (tests/lib/monitoring/install-tools.sh), with upstream's entrypoint name.
 REF=docker.io/victoriametrics/vlagent:$VICTORIALOGS_VERSION
 KIND=static
 NEEDS=build_victorialogs

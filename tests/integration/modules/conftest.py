@@ -1,10 +1,10 @@
 """Fixtures of the module integration tests (real PostgreSQL and Redis come
-from tests/conftest.py)."""
+from tests/integration/conftest.py)."""
 import uuid
 
 import pytest
 
-from modrun import ensure_collection_link, run_module as _run_module
+from lib.modrun import ensure_collection_link, run_module as _run_module
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -4,7 +4,7 @@ sees no failed connection across a rotation, and a failure injected midway
 leaves the old credential working and the Secret as it was.
 
 The Kubernetes half (Secret patch, rollout) is tested on the testbed
-(tests/testbed/modules/test_secret_rotation.py)."""
+(tests/testbed/modules/test_modules_on_cluster.py)."""
 import time
 
 import psycopg

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from modrun import ROOT
+from lib.modrun import ROOT
 from testbed_conftest import KUBECONFIG
 
 TEMPLATES = {

@@ -13,7 +13,7 @@ import uuid
 import pytest
 from kubernetes import client, config
 
-from modrun import ROOT
+from lib.modrun import ROOT
 from test_modules_on_cluster import PG_IMAGE, SUPERUSER_PW, consumer, secret, server_pod
 from testbed_conftest import KUBECONFIG, Kube
 

@@ -4,7 +4,7 @@ writes, the VolumeSnapshot helpers and the S3 request signing.
 
 skx_backup is importable through pytest.ini (pythonpath roles/backups/files);
 the runs against real PostgreSQL, Redis, S3 and Pushgateway servers are in
-tests/backups/.
+tests/integration/backups/.
 """
 import datetime
 import hashlib

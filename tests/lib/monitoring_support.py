@@ -1,4 +1,6 @@
-"""Fixtures of the observability tests: rendered manifests and built tools."""
+"""Fixtures and helpers of the observability tests (static, integration,
+testbed and e2e): rendered manifests, built tools, the alert sinks. The
+render playbook, its inventory and the tool builder live in lib/monitoring/."""
 import http.server
 import json
 import os
@@ -11,8 +13,9 @@ import time
 import pytest
 import yaml
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "monitoring")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(DATA_DIR)))
+INSTALL_TOOLS = os.path.join(DATA_DIR, "install-tools.sh")
 BIN = os.environ.get("SKX_BIN", "/var/cache/skx/bin")
 RULES = os.path.join(ROOT, "roles", "monitoring", "files", "rules", "skx-alerts.yml")
 FAKE_SECRETS = ("fake-smtp-secret-4f1c", "fake-slack-secret-9a2b",
@@ -28,13 +31,13 @@ def _ensure_collection_link():
 
 
 def render(outdir, *extra_args, check=True):
-    """Run tests/monitoring/render.yml in render mode into outdir."""
+    """Run tests/lib/monitoring/render.yml in render mode into outdir."""
     _ensure_collection_link()
     ansible = os.path.join(ROOT, ".venv", "bin", "ansible-playbook")
     if not os.path.exists(ansible):
         ansible = shutil.which("ansible-playbook")
     proc = subprocess.run(
-        [ansible, os.path.join(HERE, "render.yml"), "-i", os.path.join(HERE, "inventory.yml"),
+        [ansible, os.path.join(DATA_DIR, "render.yml"), "-i", os.path.join(DATA_DIR, "inventory.yml"),
          "-e", f"platform_render_dir={outdir}",
          # Check the settings of the two roles rendered here only.
          "-e", '{"platform_roles": ["monitoring", "logging"]}', *extra_args],
@@ -50,20 +53,32 @@ def load_docs(path):
         return [d for d in yaml.safe_load_all(f) if d]
 
 
+# The fixtures below are imported by the conftest.py of each folder that
+# uses them (static, integration and testbed monitoring): a session there
+# renders each variant once, whichever folders it collects.
+_RENDERS = {}
+
+
+def _render_once(name, tmp_path_factory, *extra_args):
+    if name not in _RENDERS:
+        _RENDERS[name] = render(str(tmp_path_factory.mktemp(name)), *extra_args)
+    return _RENDERS[name]
+
+
 @pytest.fixture(scope="session")
 def rendered(tmp_path_factory):
     """Manifests rendered with every receiver configured (fake secrets)."""
-    return render(str(tmp_path_factory.mktemp("render-full")),
-                  "-e", f"@{os.path.join(HERE, 'receivers.vars.yml')}")
+    return _render_once("render-full", tmp_path_factory,
+                        "-e", f"@{os.path.join(DATA_DIR, 'receivers.vars.yml')}")
 
 
 @pytest.fixture(scope="session")
 def rendered_defaults(tmp_path_factory):
     """The Alertmanager, Grafana and network manifests, rendered with the
     role defaults and Grafana disabled (as on the testbed)."""
-    out = tmp_path_factory.mktemp("render-defaults")
-    return render(str(out), "--tags", "monitoring_alertmanager,monitoring_grafana,monitoring_network",
-                  "-e", "monitoring_grafana_enabled=false")
+    return _render_once("render-defaults", tmp_path_factory,
+                        "--tags", "monitoring_alertmanager,monitoring_grafana,monitoring_network",
+                        "-e", "monitoring_grafana_enabled=false")
 
 
 def configmap_data(outdir, component, filename, key):
@@ -79,10 +94,41 @@ def tools():
     from Go modules into /var/cache/skx/bin (install-tools.sh)."""
     needed = ("promtool", "victoria-logs", "vlagent")
     if not all(os.access(os.path.join(BIN, n), os.X_OK) for n in needed):
-        proc = subprocess.run(["bash", os.path.join(HERE, "install-tools.sh")],
+        proc = subprocess.run(["bash", INSTALL_TOOLS],
                               capture_output=True, text=True, timeout=3000)
         assert proc.returncode == 0, f"install-tools.sh failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return {n: os.path.join(BIN, n) for n in needed}
+
+
+def container_args(rendered, filename):
+    """The arguments of the first container of a rendered logging workload."""
+    doc = load_docs(os.path.join(rendered, "logging", filename))[0]
+    return doc["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def replace_flags(args, **values):
+    """Swap the in-cluster value of the named flags (-flag=value)."""
+    out = []
+    for arg in args:
+        name = arg.split("=", 1)[0].lstrip("-")
+        out.append(f"-{name}={values.pop(name)}" if name in values else arg)
+    assert not values, f"flags not in the manifest: {values}"
+    return out
+
+
+def wait_http(url, proc, log, timeout=60):
+    """Wait for url to answer 200, failing with the log of proc if it exits."""
+    import requests
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, open(log).read()[-3000:]
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(url)
 
 
 def wait_ready(url, proc, log_path, what, timeout=60):

@@ -17,7 +17,7 @@ import requests
 import yaml
 
 import dashboards
-from monitoring_support import RULES, configmap_data, wait_ready
+from lib.monitoring_support import RULES, configmap_data, wait_ready
 
 TENANTS = ["instance1", "instance2", "instance3"]
 

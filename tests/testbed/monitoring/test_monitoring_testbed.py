@@ -9,9 +9,9 @@ annotations and labelled instance=<tenant>, the kubelet and cAdvisor answer
 through the API server proxy, and cAdvisor series of the tenant namespace
 carry instance=<tenant> too.
 
-Runs, like tests/testbed, when KUBECONFIG names the testbed's kubeconfig
-(tests/run adds the testbed suites then); skipped otherwise, or when the
-cluster does not answer. SKX_TESTBED_REQUIRED=1 makes a skip a failure.
+Runs, like the rest of tests/testbed, when KUBECONFIG names the testbed's
+kubeconfig (tests/run adds the testbed suites then); skipped otherwise, or
+when the cluster does not answer. SKX_TESTBED_REQUIRED=1 makes a skip a failure.
 """
 import base64
 import os
@@ -25,7 +25,8 @@ import pytest
 import requests
 import yaml
 
-from monitoring_support import BIN, HERE, render, configmap_data
+from lib.monitoring_support import (BIN, INSTALL_TOOLS, configmap_data, container_args, render, replace_flags,
+                                    wait_http)
 
 KUBECONFIG = os.environ.get("KUBECONFIG", "")
 TENANT = "obs" + uuid.uuid4().hex[:6]
@@ -116,7 +117,7 @@ def _out_of_cluster(config, tmp):
 def testbed_prometheus(tmp_path_factory, tools):
     binary = os.path.join(BIN, "prometheus-k8s")
     if not os.access(binary, os.X_OK):
-        proc = subprocess.run(["bash", os.path.join(HERE, "install-tools.sh"), "--with-prometheus"],
+        proc = subprocess.run(["bash", INSTALL_TOOLS, "--with-prometheus"],
                               capture_output=True, text=True, timeout=3000)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     tmp = tmp_path_factory.mktemp("testbed")
@@ -212,18 +213,16 @@ def testbed_logs(rendered, tools, tmp_path_factory):
     """VictoriaLogs on loopback and vlagent on this machine (the testbed's
     node), both with the rendered arguments; vlagent reads the node's real
     /var/log/containers and finds the pods through the API (kubeconfig)."""
-    from test_logging_pipeline import _container_args, _replace, _wait_http
-
     tmp = tmp_path_factory.mktemp("testbed-logs")
     store_port, agent_port = _free_port(), _free_port()
     store = f"http://127.0.0.1:{store_port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
     env.update(KUBECONFIG=KUBECONFIG, HOSTNAME="vlagent-testbed-check")
-    store_args = _replace(_container_args(rendered, "victoria-logs-statefulset.yaml"),
-                          storageDataPath=tmp / "storage", httpListenAddr=f"127.0.0.1:{store_port}")
-    agent_args = _replace(_container_args(rendered, "vlagent-daemonset.yaml"),
-                          **{"remoteWrite.url": f"{store}/insert/native", "tmpDataPath": tmp / "vlagent",
-                             "httpListenAddr": f"127.0.0.1:{agent_port}"})
+    store_args = replace_flags(container_args(rendered, "victoria-logs-statefulset.yaml"),
+                               storageDataPath=tmp / "storage", httpListenAddr=f"127.0.0.1:{store_port}")
+    agent_args = replace_flags(container_args(rendered, "vlagent-daemonset.yaml"),
+                               **{"remoteWrite.url": f"{store}/insert/native", "tmpDataPath": tmp / "vlagent",
+                                  "httpListenAddr": f"127.0.0.1:{agent_port}"})
     assert "-kubernetesCollector.logsPath=/var/log/containers" in agent_args
     procs = []
     try:
@@ -232,7 +231,7 @@ def testbed_logs(rendered, tools, tmp_path_factory):
             log = tmp / f"{name}.log"
             procs.append(subprocess.Popen([binary, *args], env=env, stdout=open(log, "w"),
                                           stderr=subprocess.STDOUT))
-            _wait_http(f"http://127.0.0.1:{port}/health", procs[-1], log)
+            wait_http(f"http://127.0.0.1:{port}/health", procs[-1], log)
         yield store, tmp
     finally:
         for proc in procs:

@@ -4,8 +4,9 @@ testbed): a manual run of a backup CronJob leaves a checked dump on the PVC;
 restore.yml refuses a missing backup, tells its plan in check mode, and
 brings instance2's rows back while instance1 and instance3 keep answering.
 
-Skipped when no testbed with the platform is reachable, unless
-SKX_TESTBED_REQUIRED=1 (then it fails).
+Skipped when no testbed with the platform is reachable (and, like every
+test under tests/e2e, without KUBECONFIG), unless SKX_TESTBED_REQUIRED=1
+(then it fails).
 """
 import json
 import os
@@ -16,7 +17,7 @@ import uuid
 
 import pytest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 KUBECTL = os.environ.get("SKX_KUBECTL", "/var/cache/skx-testbed/bin/kubectl")
 KUBECONFIG = os.environ.get("SKX_KUBECONFIG", "/var/lib/skx-testbed/admin.kubeconfig")
 DATA_NS = "skx-data"

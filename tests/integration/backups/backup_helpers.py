@@ -1,11 +1,7 @@
 """Helpers shared by the backup tests."""
-import os
 import urllib.request
 
 import psycopg
-
-FILES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                     "roles", "backups", "files")
 
 
 def sql(server, dbname, statement, params=None):

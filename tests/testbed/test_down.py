@@ -1,27 +1,20 @@
 """`testbed/down` leaves nothing behind, and only versioned build artefacts in
 its cache, so the next `up` is a cold start from them. Destructive: runs only
 with SKX_TESTBED_TEST_DOWN=1 (.ci/run runs it first, before `up`, as the
-cold-start check, and last)."""
-import importlib.util
+cold-start check, and last). Marked run_last: in a larger session
+tests/testbed/conftest.py moves it after every other test."""
 import os
 import subprocess
-import sys
 
-if "testbed_conftest" not in sys.modules:  # conftest.py by path: other conftest modules exist below
-    _spec = importlib.util.spec_from_file_location(
-        "testbed_conftest", os.path.join(os.path.dirname(os.path.abspath(__file__)), "conftest.py"))
-    _mod = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_mod)
-    sys.modules["testbed_conftest"] = _mod
+import pytest
 
-import pytest  # noqa: E402
-
-from testbed_conftest import CACHE, ROOT, STATE  # noqa: E402
+from testbed_conftest import CACHE, ROOT, STATE
 
 RUN = "/run/skx-testbed"
 
-pytestmark = pytest.mark.skipif(os.environ.get("SKX_TESTBED_TEST_DOWN") != "1",
-                                reason="destructive: set SKX_TESTBED_TEST_DOWN=1")
+pytestmark = [pytest.mark.run_last,
+              pytest.mark.skipif(os.environ.get("SKX_TESTBED_TEST_DOWN") != "1",
+                                 reason="destructive: set SKX_TESTBED_TEST_DOWN=1")]
 
 
 def _our_processes():

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from monitoring_support import render
+from lib.monitoring_support import render
 
 
 @pytest.mark.parametrize("extra,message", [

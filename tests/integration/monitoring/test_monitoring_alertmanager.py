@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 
-from monitoring_support import SMTPSink as _SMTP, WebhookSink as _Webhooks, configmap_data, start_sinks, wait_ready
+from lib.monitoring_support import SMTPSink as _SMTP, WebhookSink as _Webhooks, configmap_data, start_sinks, wait_ready
 
 SECRET_DIR = "/var/run/secrets/superkubernetex/alertmanager-receivers"
 

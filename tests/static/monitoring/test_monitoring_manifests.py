@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from monitoring_support import ROOT, load_docs
+from lib.monitoring_support import ROOT, load_docs
 
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
 # The log collector reads root-owned container log files (see its manifest).

@@ -1,4 +1,5 @@
-"""Shared fixtures: real PostgreSQL and Redis servers for the whole session."""
+"""Fixtures of the integration tests (apps, backups, modules): real PostgreSQL
+and Redis servers for the whole session."""
 
 import pytest
 

@@ -27,7 +27,7 @@ from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
 
 from lib.servers import free_port
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 APPS_DIR = os.path.join(ROOT, "apps")
 # The same version as platform_images.stripe_mock in roles/platform/defaults.
 STRIPE_MOCK_VERSION = "v0.197.0"

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from monitoring_support import configmap_data, render
+from lib.monitoring_support import configmap_data, render
 
 UNLISTED = [{"name": "instance9", "namespace": "skx-instance9", "host": "inst9.superkubernetex.com",
              "database": "instance9_db", "lifecycle": "unlisted"}]

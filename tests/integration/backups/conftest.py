@@ -16,7 +16,7 @@ import pytest
 from backup_helpers import sql
 from lib.servers import _wait_port, free_port
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 FILES = os.path.join(ROOT, "roles", "backups", "files")
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 # The toolbox image runs Debian's python3 with the standard library only: so

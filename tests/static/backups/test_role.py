@@ -9,10 +9,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from backup_helpers import FILES
-
-ROOT = os.path.abspath(os.path.join(FILES, "..", "..", ".."))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 ROLE = os.path.join(ROOT, "roles", "backups")
+FILES = os.path.join(ROLE, "files")
 VENV_BIN = os.path.dirname(sys.executable)
 # A filled vault: inventories/local loads the example, whose placeholders the
 # platform checks refuse before any cluster is reached.

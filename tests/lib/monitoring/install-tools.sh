@@ -14,8 +14,8 @@
 # (explicit names build only those). The versions live in testbed/versions.env.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=../../testbed/versions.env
-. "$HERE/../../testbed/versions.env"
+# shellcheck source=../../../testbed/versions.env
+. "$HERE/../../../testbed/versions.env"
 BIN=${SKX_BIN:-/var/cache/skx/bin}
 SRC=${SKX_SRC:-/var/cache/skx/src}
 VL_VERSION=$VICTORIALOGS_VERSION

@@ -4,8 +4,9 @@ import subprocess
 
 import yaml
 
-from monitoring_support import HERE, ROOT, RULES, configmap_data
+from lib.monitoring_support import ROOT, RULES, configmap_data
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 RULE_TESTS = os.path.join(HERE, "rules.test.yml")
 RUNBOOKS = os.path.join(ROOT, "docs", "runbooks")
 

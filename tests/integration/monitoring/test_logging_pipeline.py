@@ -18,7 +18,7 @@ import uuid
 import pytest
 import requests
 
-from monitoring_support import load_docs
+from lib.monitoring_support import container_args, replace_flags, wait_http
 
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 INSTANCE_FIELD = f"kubernetes.pod_labels.{INSTANCE_LABEL}"
@@ -28,21 +28,6 @@ def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _container_args(rendered, filename):
-    doc = load_docs(os.path.join(rendered, "logging", filename))[0]
-    return doc["spec"]["template"]["spec"]["containers"][0]["args"]
-
-
-def _replace(args, **values):
-    """Swap the in-cluster value of the named flags (-flag=value)."""
-    out = []
-    for arg in args:
-        name = arg.split("=", 1)[0].lstrip("-")
-        out.append(f"-{name}={values.pop(name)}" if name in values else arg)
-    assert not values, f"flags not in the manifest: {values}"
-    return out
 
 
 def _pod(name, namespace, tenant, cid):
@@ -106,19 +91,6 @@ def _log_path(logs_dir, pod):
     return os.path.join(logs_dir, f"{pod['metadata']['name']}_{pod['metadata']['namespace']}_app-{cid}.log")
 
 
-def _wait_http(url, proc, log, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, open(log).read()[-3000:]
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(url)
-
-
 @pytest.fixture(scope="module")
 def pipeline(rendered, tools, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("logs")
@@ -141,13 +113,13 @@ def pipeline(rendered, tools, tmp_path_factory):
     }))
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
     env.update(KUBECONFIG=str(tmp / "kubeconfig"), HOSTNAME="vlagent-test")
-    store_args = _replace(_container_args(rendered, "victoria-logs-statefulset.yaml"),
-                          storageDataPath=tmp / "storage", httpListenAddr=f"127.0.0.1:{store_port}")
-    agent_args = _replace(_container_args(rendered, "vlagent-daemonset.yaml"),
-                          **{"kubernetesCollector.logsPath": logs_dir,
-                             "remoteWrite.url": f"{store}/insert/native",
-                             "tmpDataPath": tmp / "vlagent",
-                             "httpListenAddr": f"127.0.0.1:{agent_port}"})
+    store_args = replace_flags(container_args(rendered, "victoria-logs-statefulset.yaml"),
+                               storageDataPath=tmp / "storage", httpListenAddr=f"127.0.0.1:{store_port}")
+    agent_args = replace_flags(container_args(rendered, "vlagent-daemonset.yaml"),
+                               **{"kubernetesCollector.logsPath": logs_dir,
+                                  "remoteWrite.url": f"{store}/insert/native",
+                                  "tmpDataPath": tmp / "vlagent",
+                                  "httpListenAddr": f"127.0.0.1:{agent_port}"})
     try:
         for name, binary, args in (("store", tools["victoria-logs"], store_args),
                                    ("agent", tools["vlagent"], agent_args)):
@@ -155,7 +127,7 @@ def pipeline(rendered, tools, tmp_path_factory):
             procs.append(subprocess.Popen([binary, *args], env=env, stdout=open(log, "w"),
                                           stderr=subprocess.STDOUT))
             port = store_port if name == "store" else agent_port
-            _wait_http(f"http://127.0.0.1:{port}/health", procs[-1], log)
+            wait_http(f"http://127.0.0.1:{port}/health", procs[-1], log)
         yield {"store": store, "logs_dir": str(logs_dir), "store_args": store_args, "tmp": tmp}
     finally:
         _FakeKubeAPI.stop.set()

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import yaml
 
-from monitoring_support import FAKE_SECRETS, RULES, configmap_data, load_docs
+from lib.monitoring_support import FAKE_SECRETS, RULES, configmap_data, load_docs
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
