@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 import time
 
-from testbed_conftest import (BUSYBOX_IMAGE, HTTP_SERVER, PYTHON_IMAGE, TOOLBOX_IMAGE, deployment, eventually,
+from lib.testbed import (BUSYBOX_IMAGE, HTTP_SERVER, PYTHON_IMAGE, TOOLBOX_IMAGE, deployment, eventually,
                               pod, service)
 
 

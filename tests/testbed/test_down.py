@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from testbed_conftest import CACHE, ROOT, STATE
+from lib.testbed import CACHE, ROOT, STATE
 
 RUN = "/run/skx-testbed"
 

@@ -5,8 +5,8 @@ import pytest
 
 from lib.modrun import ensure_collection_link, run_module as _run_module
 
-# The helpers of tests/testbed/conftest.py (kubectl wrapper, manifests) are
-# importable by the tests as testbed_conftest; its fixtures (ns, kube) apply here.
+# The helpers the tests share (kubectl wrapper, manifests) are in lib.testbed;
+# the fixtures of tests/testbed/conftest.py (ns, kube) apply here.
 
 
 @pytest.fixture(scope="session", autouse=True)

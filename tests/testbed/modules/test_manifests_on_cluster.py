@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from lib.modrun import ROOT
-from testbed_conftest import KUBECONFIG
+from lib.testbed import KUBECONFIG
 
 TEMPLATES = {
     "config.yaml.j2": """apiVersion: v1

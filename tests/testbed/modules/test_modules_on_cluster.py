@@ -15,7 +15,7 @@ import redis
 from kubernetes import client, config
 
 from ansible_collections.superkubernetex.platform.plugins.module_utils.portforward import PortForward
-from testbed_conftest import KUBECONFIG, deployment, eventually
+from lib.testbed import KUBECONFIG, deployment, eventually
 
 PG_IMAGE = "docker.io/library/postgres:15"
 REDIS_IMAGE = "docker.io/library/redis:7.0"

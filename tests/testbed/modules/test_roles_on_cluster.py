@@ -15,7 +15,7 @@ from kubernetes import client, config
 
 from lib.modrun import ROOT
 from test_modules_on_cluster import PG_IMAGE, SUPERUSER_PW, consumer, secret, server_pod
-from testbed_conftest import KUBECONFIG, Kube
+from lib.testbed import KUBECONFIG, Kube
 
 PLAY = """
 - name: Exercise the database and rotation wiring
