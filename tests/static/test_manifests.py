@@ -75,6 +75,25 @@ def test_one_ingress_host_per_service_with_tls(rendered):
     assert expected <= set(hosts)
 
 
+def test_every_ingress_has_the_same_class_tls_and_hsts(rendered):
+    """Every host, Grafana's included, is served on the TLS entry point only,
+    through the platform's ingress class and its HSTS middleware (one set of
+    annotations, platform_ingress_annotations)."""
+    middlewares = {f"{d['metadata']['namespace']}-{d['metadata']['name']}@kubernetescrd"
+                   for _, d in documents(rendered) if d["kind"] == "Middleware"}
+    ingresses = {(d["metadata"]["namespace"], d["metadata"]["name"]): d
+                 for _, d in documents(rendered) if d["kind"] == "Ingress"}
+    assert ("skx-monitoring", "grafana") in ingresses
+    seen = {(d["spec"]["ingressClassName"], tuple(sorted(d["metadata"]["annotations"].items())))
+            for d in ingresses.values()}
+    assert len(seen) == 1, f"Ingresses differ in class or annotations: {seen}"
+    [(_, annotations)] = seen
+    annotations = dict(annotations)
+    assert annotations["traefik.ingress.kubernetes.io/router.entrypoints"] == "websecure"
+    assert annotations["traefik.ingress.kubernetes.io/router.tls"] == "true"
+    assert annotations["traefik.ingress.kubernetes.io/router.middlewares"] in middlewares
+
+
 def test_stripe_and_jwt_secrets_are_mounted_only_where_needed(rendered):
     mounts = {}
     for path, doc in documents(rendered):
