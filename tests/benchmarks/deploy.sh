@@ -41,8 +41,8 @@ wait_all_ready() {
 
 if [ "${1:-}" = "--fresh" ]; then
   "$KUBECTL" delete namespace "${NAMESPACES[@]}" --ignore-not-found --wait=true >/dev/null
-  # The TLS Secret and the HSTS Middleware live in the ingress namespace.
-  "$KUBECTL" -n kube-system delete secret,middlewares.traefik.io \
+  # The TLS Secret, the HSTS Middleware and the TLSOption live in the ingress namespace.
+  "$KUBECTL" -n kube-system delete secret,middlewares.traefik.io,tlsoptions.traefik.io \
     -l app.kubernetes.io/part-of=superkubernetex --ignore-not-found --wait=true >/dev/null
   t=$(date +%s%N)
   playbook "$out/first.log" site.yml -i "$INVENTORY"

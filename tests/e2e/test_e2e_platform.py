@@ -1,11 +1,13 @@
 """The whole platform on the testbed, as an operator and a user see it."""
 import json
+import socket
+import ssl
 import time
 import uuid
 
 import pytest
 
-from e2e_support import HOSTS, SETTINGS, https, kubectl, psql, secret_data, stripe_signature
+from e2e_support import CA, HOSTS, INGRESS_ADDRESS, SETTINGS, https, kubectl, psql, secret_data, stripe_signature
 
 NAMESPACES = ["skx-app", "skx-data", "skx-instance1", "skx-instance2", "skx-instance3"]
 # Layers the testbed inventory turns off (with its reason) have no pods to check.
@@ -34,6 +36,36 @@ def test_each_host_answers_over_https_with_our_certificate(service):
     r = https(HOSTS[service], "/healthz")
     assert r.status == 200
     assert "max-age=" in r.headers.get("strict-transport-security", "")
+
+
+def tls_handshake(host, version, ciphers=None):
+    """One TLS handshake with the ingress on port 443, offering only `version`
+    (and only `ciphers`, OpenSSL names, when given); returns the version and
+    cipher the server chose, or raises ssl.SSLError when it refuses."""
+    ctx = ssl.create_default_context(cafile=CA)
+    ctx.minimum_version = ctx.maximum_version = version
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    with socket.create_connection((INGRESS_ADDRESS, 443), timeout=10) as sock:
+        with ctx.wrap_socket(sock, server_hostname=host) as tls:
+            return tls.version(), tls.cipher()[0]
+
+
+def test_https_accepts_tls13_and_tls12_with_forward_secret_aead_ciphers():
+    assert tls_handshake(HOSTS["frontend"], ssl.TLSVersion.TLSv1_3)[0] == "TLSv1.3"
+    assert tls_handshake(HOSTS["frontend"], ssl.TLSVersion.TLSv1_2,
+                         "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256")[0] == "TLSv1.2"
+
+
+@pytest.mark.parametrize("service", ["frontend", "instance1"])
+def test_https_refuses_tls12_cbc_ciphers(service):
+    # Go's TLS server accepts these CBC suites unless told otherwise: the
+    # TLSOption "default" of the ingress role (ingress_tls_cipher_suites)
+    # leaves only forward-secret AEAD suites.
+    with pytest.raises(ssl.SSLError):
+        tls_handshake(HOSTS[service], ssl.TLSVersion.TLSv1_2,
+                      "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA"
+                      ":AES128-SHA:AES256-SHA:@SECLEVEL=1")
 
 
 def test_http_redirects_to_https():

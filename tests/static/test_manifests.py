@@ -12,7 +12,8 @@ TARGET = K3S_DEFAULTS["k3s_version"].lstrip("v").rsplit(".", 1)[0]
 
 # Custom resources of Traefik and k3s: no OpenAPI schema ships with
 # kubernetes-validate, so their apiVersion is checked instead.
-CUSTOM_KINDS = {"Middleware": "traefik.io/v1alpha1", "HelmChartConfig": "helm.cattle.io/v1"}
+CUSTOM_KINDS = {"Middleware": "traefik.io/v1alpha1", "TLSOption": "traefik.io/v1alpha1",
+                "HelmChartConfig": "helm.cattle.io/v1"}
 
 
 def documents(root):

@@ -30,7 +30,8 @@ def ours():
     """Every namespace the platform would own, and every object it labels, in kube-system too."""
     names = [n["metadata"]["name"] for n in kubectl_json("get", "namespaces")]
     labelled = []
-    for kind in ("secrets", "configmaps", "middlewares.traefik.io", "networkpolicies", "deployments"):
+    for kind in ("secrets", "configmaps", "middlewares.traefik.io", "tlsoptions.traefik.io", "networkpolicies",
+                 "deployments"):
         try:
             items = kubectl_json("get", kind, "-A", "-l", "app.kubernetes.io/part-of=superkubernetex")
         except subprocess.CalledProcessError:
