@@ -1,0 +1,81 @@
+"""The network flows the rendered NetworkPolicies allow (inventories/vm):
+docs/network-flows.md must be what the policies say, so that a policy change
+is reviewed as a diff of allowed flows; and two promises of the platform are
+checked on every port: tenants cannot reach each other, and the internet
+reaches pods only through the ingress controller."""
+import difflib
+import os
+
+import pytest
+
+from lib.netpol import Cluster, allowed, pod
+from lib.network_flows import (BEGIN, END, INTERNET, REGENERATE, candidate_ports, generated_part,
+                               load_objects, table, tenant_namespaces, workloads)
+from static_support import ROOT
+
+DOC = os.path.join(ROOT, "docs", "network-flows.md")
+
+
+@pytest.fixture(scope="module")
+def platform(rendered):
+    """The policies and pods of the session's render of inventories/vm (the
+    `rendered` fixture of conftest.py: one render for every static test).
+    Besides the workloads, one unlabelled pod per namespace: the default-deny
+    policies protect the pods no other policy selects, and without such a pod
+    losing one would go unnoticed (every rendered pod is also selected by a
+    narrower policy)."""
+    objects = load_objects(rendered)
+    cluster, pods = Cluster(objects), workloads(objects)
+    bare = [pod(ns, {}, [(8080, "TCP", "http")], name=f"{ns}/(unlabelled pod)")
+            for ns in sorted({p.namespace for p in pods})]
+    return cluster, pods + bare
+
+
+def test_flow_table_matches_the_rendered_policies(rendered):
+    with open(DOC) as f:
+        text = f.read()
+    assert BEGIN in text and END in text, f"{DOC} lost its generated-part markers"
+    documented, generated = generated_part(text), table(rendered)
+    diff = "".join(difflib.unified_diff(documented.splitlines(True), generated.splitlines(True),
+                                        "docs/network-flows.md", "rendered policies", n=1))
+    if documented != generated:
+        pytest.fail(f"docs/network-flows.md disagrees with the rendered NetworkPolicies:\n{diff}\n"
+                    f"Review the change, then regenerate it from the repository root:\n  {REGENERATE}")
+
+
+def summary(flows):
+    """One line per destination: a refused-everywhere invariant that breaks
+    tends to break on every probed port."""
+    by_destination = {}
+    for source, destination, port in flows:
+        by_destination.setdefault((source, destination), []).append(port)
+    return "\n".join(f"{s} -> {d}: {', '.join(ports[:6])}{' ...' if len(ports) > 6 else ''} ({len(ports)} port/protocol pairs)"
+                     for (s, d), ports in by_destination.items())
+
+
+def tenant_pods(cluster, pods):
+    return [p for p in pods if p.namespace in tenant_namespaces(cluster)]
+
+
+def test_the_render_has_three_tenants(platform):
+    """The invariants below would pass vacuously without tenant pods."""
+    cluster, pods = platform
+    assert {p.namespace for p in tenant_pods(cluster, pods)} == {"skx-instance1", "skx-instance2", "skx-instance3"}
+
+
+def test_no_tenant_reaches_another_tenant_on_any_port(platform):
+    cluster, pods = platform
+    tenants = tenant_pods(cluster, pods)
+    leaks = [(s.name, d.name, f"{n}/{proto}")
+             for s in tenants for d in tenants if s.namespace != d.namespace
+             for n, proto in candidate_ports(cluster, d) if allowed(cluster, s, d, n, proto)]
+    assert not leaks, "a tenant reaches another tenant:\n" + summary(leaks)
+
+
+def test_the_internet_reaches_no_pod_directly(platform):
+    """Only the ingress controller (kube-system, outside the platform's
+    policies) faces the internet; every pod of the platform refuses it."""
+    cluster, pods = platform
+    open_ = [(INTERNET.name, d.name, f"{n}/{proto}") for d in pods
+             for n, proto in candidate_ports(cluster, d) if allowed(cluster, INTERNET, d, n, proto)]
+    assert not open_, "pods admitting the internet (203.0.113.10) directly:\n" + summary(open_)
