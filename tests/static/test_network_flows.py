@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from lib.netpol import Cluster, allowed, pod
+from lib.netpol import Cluster, allowed, pod, verdict
 from lib.network_flows import (BEGIN, END, INTERNET, REGENERATE, candidate_ports, generated_part,
                                load_objects, table, tenant_namespaces, workloads)
 from static_support import ROOT
@@ -79,3 +79,17 @@ def test_the_internet_reaches_no_pod_directly(platform):
     open_ = [(INTERNET.name, d.name, f"{n}/{proto}") for d in pods
              for n, proto in candidate_ports(cluster, d) if allowed(cluster, INTERNET, d, n, proto)]
     assert not open_, "pods admitting the internet (203.0.113.10) directly:\n" + summary(open_)
+
+
+@pytest.mark.parametrize("source, target, port, opens", [
+    ("auth", "postgres", 5432, True), ("payment", "postgres", 5432, True), ("frontend", "postgres", 5432, False),
+    ("frontend", "redis", 6379, True), ("auth", "redis", 6379, False), ("payment", "redis", 6379, False)])
+def test_the_web_tiers_own_egress_opens_only_the_store_it_needs(platform, source, target, port, opens):
+    """Each end of a flow follows the need (docs/architecture.md): the source's
+    egress alone, not only the data side's ingress, refuses a store the
+    service does not use (auth and payment keep their data in PostgreSQL, the
+    frontend its sessions in Redis)."""
+    cluster, pods = platform
+    [src] = [p for p in pods if p.namespace == "skx-app" and p.labels.get("app.kubernetes.io/name") == source]
+    [dst] = [p for p in pods if p.namespace == "skx-data" and p.labels.get("app.kubernetes.io/name") == target]
+    assert bool(verdict(cluster, src, dst, port).egress) == opens
