@@ -95,6 +95,8 @@ BAD = [
     ({"platform_jwt_ttl_seconds": 30}, "platform_jwt_ttl_seconds must be a number of seconds from 60 to 604800"),
     ({"ingress_tls_min_version": "VersionTLS11"}, "value of ingress_tls_min_version must be one of"),
     ({"ingress_tls_cipher_suites": ["ECDHE-RSA-AES128-SHA"]}, "ingress_tls_cipher_suites must be a non-empty list"),
+    ({"backups_s3_enabled": True, "backups_s3_endpoint": "https://s3.example.net", "backups_s3_bucket": "skx-backups",
+      "backups_s3_egress_cidrs": ["s3.example.net"]}, "backups_s3_egress_cidrs must be a non-empty list of CIDRs"),
 ]
 
 
