@@ -34,6 +34,7 @@ import yaml
 
 from e2e_load import Load, Target
 from e2e_support import CA, DOMAIN, HOSTS, KUBECTL, ROOT, https, kubectl, port_forward, psql, secret_data, wait
+from lib.ansible_env import playbook_env
 
 pytestmark = pytest.mark.skipif(os.environ.get("SKX_TESTBED_TENANT_LIFECYCLE") != "1",
                                 reason="opt-in: set SKX_TESTBED_TENANT_LIFECYCLE=1 (about 8 minutes)")
@@ -59,8 +60,7 @@ KINDS = "deployment,service,ingress,hpa,pdb,configmap,secret,pvc,networkpolicy,r
 def site(instances, tags=TAGS):
     """Run site.yml on the testbed as an operator does, with the instances list given as extra vars."""
     playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MOLECULE_"))}
-    env.update(ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    env = playbook_env()
     started = time.monotonic()
     run = subprocess.run([playbook, "site.yml", "-i", "inventories/testbed", "--tags", tags,
                           "-e", json.dumps({"platform_instances": instances})],

@@ -18,6 +18,7 @@ import pytest
 
 from e2e_load import Load, Target, request
 from e2e_support import HOSTS, ROOT, https, kubectl, psql, secret_data
+from lib.ansible_env import playbook_env
 
 INSTANCES = ["instance1", "instance2", "instance3"]
 WORKLOADS = [("skx-app", "frontend"), ("skx-app", "auth"), ("skx-app", "payment")] + [
@@ -111,7 +112,7 @@ def test_a_secret_rotation_loses_no_request(targets):
     with Load(targets, max_seconds=1500) as load:
         # As an operator runs it: the project's ansible.cfg, not the settings of
         # a molecule run this test may be part of.
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MOLECULE_"))}
+        env = playbook_env()
         # The Stripe keys too: the inventory's keys must not come back with the
         # next ordinary run (test below).
         run = subprocess.run([playbook, "site.yml", "-i", "inventories/testbed", "--tags", "rotate-secrets",
@@ -143,7 +144,7 @@ def test_an_ordinary_run_after_the_rotation_keeps_every_rotated_credential_worki
     rotated = credentials()
     assert rotated["stripe"]["secret_key"] == ROTATED_STRIPE["app_stripe_secret_key"], \
         "run the rotation test first: the Stripe keys were not rotated"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "MOLECULE_"))}
+    env = playbook_env()
     playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
     started = time.monotonic()
     run = subprocess.run([playbook, "site.yml", "-i", "inventories/testbed"], cwd=ROOT, capture_output=True,

@@ -17,6 +17,8 @@ import uuid
 
 import pytest
 
+from lib.ansible_env import playbook_env
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 KUBECTL = os.environ.get("SKX_KUBECTL", "/var/cache/skx-testbed/bin/kubectl")
 KUBECONFIG = os.environ.get("SKX_KUBECONFIG", "/var/lib/skx-testbed/admin.kubeconfig")
@@ -66,7 +68,7 @@ def restore_playbook(*extra):
                            "-e", "@tests/static/data/vault.test-values.yml",
                            "playbooks/restore.yml", "-e", "skx_restore_instance=instance2", *extra],
                           cwd=ROOT, capture_output=True, text=True, timeout=1800,
-                          env={**os.environ, "KUBECONFIG": KUBECONFIG, "ANSIBLE_NOCOLOR": "1"})
+                          env=playbook_env(KUBECONFIG=KUBECONFIG))
     return proc, time.monotonic() - started
 
 
