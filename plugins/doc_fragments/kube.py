@@ -7,7 +7,8 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # Cluster selection of module_utils/kube.py kube_argument_spec().
+    # Cluster selection of module_utils/kube.py kube_argument_spec(), read by
+    # module_utils/kubeapi.py.
     DOCUMENTATION = r'''
 options:
   kubeconfig:
@@ -20,5 +21,6 @@ options:
       - Kubeconfig context to use. Defaults to the current context.
     type: str
 requirements:
-  - kubernetes (python client)
+  - PyYAML
+  - websocket-client (for a port-forward to a pod)
 '''

@@ -11,31 +11,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import base64
-import os
 import time
-import traceback
 
+from ansible_collections.superkubernetex.platform.plugins.module_utils.kubeapi import NotFound
+from ansible_collections.superkubernetex.platform.plugins.module_utils.manifests import RolloutFailed, rolled_out
 from ansible_collections.superkubernetex.platform.plugins.module_utils.rotation import data_digest
-
-# The kubernetes client takes about 0.6 s to import: it is imported at the
-# first API client, not with this file, so a module that writes files only
-# (manifests in render mode) does not pay for it.
-client = config = None
-try:
-    from importlib.util import find_spec
-    HAS_KUBERNETES = find_spec('kubernetes') is not None
-    KUBERNETES_IMPORT_ERROR = None if HAS_KUBERNETES else 'No module named kubernetes'
-except ImportError:
-    HAS_KUBERNETES = False
-    KUBERNETES_IMPORT_ERROR = traceback.format_exc()
-
-
-def load_kubernetes():
-    """Import the kubernetes client (once) into this module's client and config."""
-    global client, config
-    if client is None:
-        from kubernetes import client as kube_client, config as kube_config
-        client, config = kube_client, kube_config
 
 
 def kube_argument_spec():
@@ -44,26 +24,6 @@ def kube_argument_spec():
         kubeconfig=dict(type='path'),
         context=dict(type='str'),
     )
-
-
-def kube_api_client(kubeconfig=None, context=None):
-    """An ApiClient for the given kubeconfig/context, the default kubeconfig
-    (KUBECONFIG or ~/.kube/config) when none is given, or the in-cluster
-    service account when no kubeconfig exists at all."""
-    load_kubernetes()
-    default = os.environ.get('KUBECONFIG') or os.path.expanduser('~/.kube/config')
-    if kubeconfig or context or os.path.exists(default.split(os.pathsep)[0]):
-        return config.new_client_from_config(config_file=kubeconfig, context=context)
-    configuration = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=configuration)
-    except config.ConfigException:
-        raise config.ConfigException('no kubeconfig found (%s) and not running in a pod: set kubeconfig '
-                                     'or KUBECONFIG' % default)
-    return client.ApiClient(configuration)
-
-
-WORKLOAD_KINDS = dict(Deployment='deployment', StatefulSet='stateful_set', DaemonSet='daemon_set')
 
 
 class KubeSecretStore(object):
@@ -76,10 +36,8 @@ class KubeSecretStore(object):
     and waits until every workload has rolled out.
     """
 
-    def __init__(self, api_client, secrets, workloads, timeout=600, interval=2.0):
-        load_kubernetes()
-        self.core = client.CoreV1Api(api_client)
-        self.apps = client.AppsV1Api(api_client)
+    def __init__(self, api, secrets, workloads, timeout=600, interval=2.0):
+        self.api = api
         self.secrets = [(s['namespace'], s['name']) for s in secrets]
         self.workloads = [(w['kind'], w['namespace'], w['name']) for w in workloads]
         self.timeout = timeout
@@ -88,9 +46,11 @@ class KubeSecretStore(object):
 
     def read(self):
         for namespace, name in self.secrets:
-            secret = self.core.read_namespaced_secret(name, namespace)
+            secret = self.api.get('v1', 'Secret', name, namespace)
+            if secret is None:
+                raise NotFound(404, 'Secret %s/%s does not exist' % (namespace, name))
             self.data[(namespace, name)] = dict(
-                (k, base64.b64decode(v).decode('utf-8')) for k, v in (secret.data or {}).items())
+                (k, base64.b64decode(v).decode('utf-8')) for k, v in (secret.get('data') or {}).items())
         for kind, namespace, name in self.workloads:
             # A workload that is not healthy would make the rotation wait for
             # nothing and then undo it: refuse before changing anything. One
@@ -114,8 +74,7 @@ class KubeSecretStore(object):
             content = dict(self.data[(namespace, name)], **changed)
             for k in removed:
                 content.pop(k, None)
-            self.core.patch_namespaced_secret(name, namespace, dict(data=patch),
-                                              dry_run='All' if dry_run else None)
+            self._patch('v1', 'Secret', namespace, name, dict(data=patch), dry_run)
             if not dry_run:
                 self.data[(namespace, name)] = content
             digests.setdefault(namespace, ('checksum/' + name, data_digest(content)))
@@ -123,39 +82,28 @@ class KubeSecretStore(object):
         for kind, namespace, name in self.workloads:
             key, digest = digests.get(namespace, first)
             body = dict(spec=dict(template=dict(metadata=dict(annotations={key: digest}))))
-            self._call('patch', kind, namespace, name, body, dry_run='All' if dry_run else None)
+            self._patch('apps/v1', kind, namespace, name, body, dry_run)
         if not dry_run:
             for workload in self.workloads:
                 self.wait(*workload)
 
-    def _call(self, verb, kind, namespace, name, *args, **kwargs):
-        method = getattr(self.apps, '%s_namespaced_%s' % (verb, WORKLOAD_KINDS[kind]))
-        return method(name, namespace, *args, **kwargs)
+    def _patch(self, api_version, kind, namespace, name, body, dry_run):
+        """A JSON merge patch (a null value removes the key)."""
+        self.api.request('PATCH', self.api.path(api_version, kind, namespace, name),
+                         query=dict(dryRun='All' if dry_run else None), body=body,
+                         content_type='application/merge-patch+json')
 
     def wait(self, kind, namespace, name):
         deadline = time.time() + self.timeout
-        while not rolled_out(kind, self._call('read', kind, namespace, name)):
+        while True:
+            live = self.api.get('apps/v1', kind, name, namespace)
+            if live is None:
+                raise RuntimeError('%s %s/%s does not exist' % (kind, namespace, name))
+            try:
+                if rolled_out(live):
+                    return
+            except RolloutFailed as e:
+                raise RuntimeError(str(e))
             if time.time() > deadline:
                 raise RuntimeError('%s %s/%s did not roll out within %ss' % (kind, namespace, name, self.timeout))
             time.sleep(self.interval)
-
-
-def rolled_out(kind, obj):
-    """True once every pod of the workload runs the current template and is
-    available (what ``kubectl rollout status`` waits for)."""
-    status, spec = obj.status, obj.spec
-    if (status.observed_generation or 0) < obj.metadata.generation:
-        return False
-    if kind == 'Deployment':
-        for condition in status.conditions or []:
-            if condition.type == 'Progressing' and condition.reason == 'ProgressDeadlineExceeded':
-                raise RuntimeError('Deployment %s exceeded its progress deadline' % obj.metadata.name)
-        want = 1 if spec.replicas is None else spec.replicas
-        return (status.updated_replicas or 0) == want and (status.available_replicas or 0) == want \
-            and (status.replicas or 0) == want
-    if kind == 'StatefulSet':
-        want = 1 if spec.replicas is None else spec.replicas
-        return (status.updated_replicas or 0) == want and (status.ready_replicas or 0) == want \
-            and status.current_revision == status.update_revision
-    want = status.desired_number_scheduled or 0
-    return (status.updated_number_scheduled or 0) == want and (status.number_available or 0) == want

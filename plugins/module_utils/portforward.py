@@ -5,7 +5,8 @@
 ``PortForward`` opens a Unix socket in a private temporary directory (mode
 0700, so no other local user can use it) and carries every connection made
 to it to the pod through the Kubernetes API server, the mechanism behind
-``kubectl port-forward``. Nothing is published outside the cluster (no
+``kubectl port-forward``: one websocket per connection to the pod's
+``portforward`` subresource. Nothing is published outside the cluster (no
 NodePort, no LoadBalancer), no kubectl binary is needed, and access is what
 the caller's RBAC allows (``pods/portforward`` in that namespace).
 
@@ -18,17 +19,18 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
-import select
 import shutil
 import socket
 import tempfile
 import threading
 
-try:
-    from kubernetes import client
-    from kubernetes.stream import portforward
-except ImportError:
-    pass  # callers check HAS_KUBERNETES from module_utils.kube first
+from ansible_collections.superkubernetex.platform.plugins.module_utils.kubeapi import ApiError
+
+# The portforward protocol (v4.channel.k8s.io): every binary message starts
+# with its channel byte, 0 for the port's data and 1 for its errors; the
+# first message of each channel holds the port number (2 bytes) only.
+DATA, ERROR = 0, 1
+OPCODE_CLOSE = 0x8
 
 
 class PortForwardError(Exception):
@@ -37,22 +39,26 @@ class PortForwardError(Exception):
 
 class PortForward(object):
     """Context manager: ``with PortForward(api, 'skx-data', 'postgres-0', 5432) as pf:``
-    then connect to ``pf.directory``/``pf.port`` (libpq) or ``pf.path``."""
+    (api: a module_utils.kubeapi.KubeClient) then connect to
+    ``pf.directory``/``pf.port`` (libpq) or ``pf.path``."""
 
-    def __init__(self, api_client, namespace, pod, port):
+    def __init__(self, api, namespace, pod, port):
+        self.api = api
         self.namespace = namespace
         self.pod = pod
         self.port = int(port)
-        self._core = client.CoreV1Api(api_client)
         self._listener = None
         self.directory = None
         self.path = None
 
     def __enter__(self):
         try:
-            phase = self._core.read_namespaced_pod(self.pod, self.namespace).status.phase
-        except Exception as e:
-            raise PortForwardError('cannot read pod %s/%s: %s' % (self.namespace, self.pod, e))
+            pod = self.api.get('v1', 'Pod', self.pod, self.namespace)
+        except ApiError as e:
+            raise PortForwardError('cannot read pod %s/%s: %s' % (self.namespace, self.pod, e.message))
+        if pod is None:
+            raise PortForwardError('pod %s/%s does not exist' % (self.namespace, self.pod))
+        phase = (pod.get('status') or {}).get('phase')
         if phase != 'Running':
             raise PortForwardError('pod %s/%s is %s, not Running' % (self.namespace, self.pod, phase))
         self.directory = tempfile.mkdtemp(prefix='skx-pf-')
@@ -85,22 +91,49 @@ class PortForward(object):
             thread.start()
 
     def _pipe(self, local):
-        remote = None
         try:
-            forward = portforward(self._core.connect_get_namespaced_pod_portforward,
-                                  self.pod, self.namespace, ports=str(self.port))
-            remote = forward.socket(self.port)
-            remote.setblocking(True)
-            while True:
-                readable = select.select([local, remote], [], [])[0]
-                for sock in readable:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    (remote if sock is local else local).sendall(data)
+            ws = self.api.websocket('/api/v1/namespaces/%s/pods/%s/portforward' % (self.namespace, self.pod),
+                                    dict(ports=self.port))
         except Exception:
-            return  # the client sees its connection closed and reports it
+            local.close()  # the client sees its connection closed and reports it
+            return
+        upstream = threading.Thread(target=self._upstream, args=(local, ws))
+        upstream.daemon = True
+        upstream.start()
+        started = set()
+        try:
+            while True:
+                opcode, data = ws.recv_data()
+                if opcode == OPCODE_CLOSE or not data:
+                    return
+                channel, payload = data[0], data[1:]
+                if channel not in started:
+                    started.add(channel)
+                    payload = payload[2:]
+                if channel == DATA and payload:
+                    local.sendall(payload)
+                elif channel == ERROR and payload:
+                    return  # the pod refused the port: the client sees a closed connection
+        except Exception:
+            return
         finally:
             local.close()
-            if remote is not None:
-                remote.close()
+            ws.shutdown()
+
+    @staticmethod
+    def _upstream(local, ws):
+        try:
+            while True:
+                data = local.recv(65536)
+                if not data:
+                    return
+                ws.send_binary(bytes(bytearray([DATA])) + data)
+        except Exception:
+            return
+        finally:
+            # Ends the exchange: the API server answers with its own close,
+            # which ends the reading side above.
+            try:
+                ws.send_close()
+            except Exception:
+                pass

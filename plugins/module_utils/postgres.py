@@ -23,10 +23,10 @@ from ansible_collections.community.postgresql.plugins.module_utils.postgres impo
     ensure_required_libs,
 )
 from ansible_collections.community.postgresql.plugins.module_utils.saslprep import saslprep
-from ansible_collections.superkubernetex.platform.plugins.module_utils.kube import (
-    HAS_KUBERNETES,
-    KUBERNETES_IMPORT_ERROR,
-    kube_api_client,
+from ansible_collections.superkubernetex.platform.plugins.module_utils.kubeapi import (
+    HAS_WEBSOCKET,
+    KubeClient,
+    KubeConfigError,
 )
 from ansible_collections.superkubernetex.platform.plugins.module_utils.portforward import (
     PortForward,
@@ -78,11 +78,11 @@ def postgres_endpoint(module, kubeconfig=None, context=None):
         params['port'] = p['login_port']
         yield params
         return
-    if not HAS_KUBERNETES:
-        module.fail_json(msg=missing_required_lib('kubernetes'), exception=KUBERNETES_IMPORT_ERROR)
+    if not HAS_WEBSOCKET:
+        module.fail_json(msg=missing_required_lib('websocket-client'))
     try:
-        api = kube_api_client(forward['kubeconfig'] or kubeconfig, forward['context'] or context)
-    except Exception as e:
+        api = KubeClient(forward['kubeconfig'] or kubeconfig, forward['context'] or context)
+    except (KubeConfigError, IOError, OSError, ValueError) as e:
         module.fail_json(msg='Cannot use the cluster for port_forward: %s' % e)
     try:
         with PortForward(api, forward['namespace'], forward['pod'], forward['port']) as pf:

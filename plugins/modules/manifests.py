@@ -130,8 +130,9 @@ import json
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.superkubernetex.platform.plugins.module_utils.kube import (
-    HAS_KUBERNETES, KUBERNETES_IMPORT_ERROR, kube_api_client, kube_argument_spec)
+from ansible_collections.superkubernetex.platform.plugins.module_utils.kube import kube_argument_spec
+from ansible_collections.superkubernetex.platform.plugins.module_utils.kubeapi import (
+    ApiError, KubeClient, KubeConfigError)
 from ansible_collections.superkubernetex.platform.plugins.module_utils.manifests import (
     WORKLOAD_KINDS, RolloutFailed, changed, comparable, masked, object_label, render_files, rolled_out)
 
@@ -139,17 +140,6 @@ try:
     import yaml
 except ImportError:
     yaml = None
-
-# Imported by load_dynamic() in apply mode only: render mode never loads the
-# kubernetes client.
-DynamicClient = NotFoundError = ResourceNotFoundError = DynamicApiError = None
-
-
-def load_dynamic():
-    global DynamicClient, NotFoundError, ResourceNotFoundError, DynamicApiError
-    from kubernetes.dynamic import DynamicClient
-    from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError, DynamicApiError
-
 
 # A custom resource definition applied earlier in the same batch takes a
 # moment to be served: discovery is asked again this many times, a second
@@ -162,35 +152,27 @@ def dump(obj):
 
 
 class Batch(object):
-    def __init__(self, module, dynamic):
+    def __init__(self, module, api):
         self.module = module
-        self.client = dynamic
+        self.api = api
         self.check = module.check_mode
         self.namespaces = {}
 
     def namespace_exists(self, name):
         if name not in self.namespaces:
-            api = self.client.resources.get(api_version='v1', kind='Namespace')
-            try:
-                api.get(name=name)
-                self.namespaces[name] = True
-            except NotFoundError:
-                self.namespaces[name] = False
+            self.namespaces[name] = self.api.get('v1', 'Namespace', name) is not None
         return self.namespaces[name]
 
-    def resource(self, obj):
-        """The API resource of obj's kind, None when the API does not serve
-        it (asked again for a while outside check mode: its definition may
-        have been applied a moment ago)."""
+    def served(self, obj):
+        """Whether the API serves obj's kind (asked again for a while outside
+        check mode: its definition may have been applied a moment ago)."""
         attempts = 1 if self.check else DISCOVERY_RETRIES
         for attempt in range(attempts):
-            try:
-                return self.client.resources.get(api_version=obj['apiVersion'], kind=obj['kind'])
-            except ResourceNotFoundError:
-                if attempt + 1 < attempts:
-                    time.sleep(1)
-                    self.client.resources.invalidate_cache()
-        return None
+            if self.api.resource(obj['apiVersion'], obj['kind'], refresh=attempt > 0) is not None:
+                return True
+            if attempt + 1 < attempts:
+                time.sleep(1)
+        return False
 
     @staticmethod
     def unsent(obj, reason):
@@ -206,25 +188,16 @@ class Batch(object):
         namespace = (obj.get('metadata') or {}).get('namespace')
         if self.check and namespace and not self.namespace_exists(namespace):
             return self.unsent(obj, 'namespace %s not created yet' % namespace)
-        resource = self.resource(obj)
-        if resource is None:
+        if not self.served(obj):
             if self.check:
                 return self.unsent(obj, '%s %s not served yet' % (obj['apiVersion'], obj['kind']))
             self.module.fail_json(msg='%s: the API serves no %s in %s (is its CustomResourceDefinition '
                                       'installed?)' % (label, obj['kind'], obj['apiVersion']))
-        name = obj['metadata']['name']
         try:
-            before = resource.get(name=name, namespace=namespace).to_dict()
-        except NotFoundError:
-            before = None
-        kwargs = dict(body=obj, name=name, namespace=namespace, field_manager=self.module.params['field_manager'],
-                      force_conflicts=True)
-        if self.check:
-            kwargs['dry_run'] = 'All'
-        try:
-            after = resource.server_side_apply(**kwargs).to_dict()
-        except DynamicApiError as e:
-            self.module.fail_json(msg='%s: the API refused the apply: %s' % (label, api_reason(e)))
+            before = self.api.get(obj['apiVersion'], obj['kind'], obj['metadata']['name'], namespace)
+            after = self.api.apply(obj, self.module.params['field_manager'], dry_run=self.check)
+        except ApiError as e:
+            self.module.fail_json(msg='%s: the API refused the apply: %s' % (label, e.message))
         if before is None:
             action = 'created'
         elif changed(before, after):
@@ -237,7 +210,6 @@ class Batch(object):
                         before=dump(masked(comparable(before))), after=dump(masked(comparable(after), before)))
         return dict(object=label, action=action), diff
 
-
     def wait(self, objects, timeout):
         """Wait for every workload of objects to roll out, together."""
         pending = [o for o in objects if o['kind'] in WORKLOAD_KINDS]
@@ -245,27 +217,21 @@ class Batch(object):
         while pending:
             still = []
             for obj in pending:
-                resource = self.client.resources.get(api_version=obj['apiVersion'], kind=obj['kind'])
-                live = resource.get(name=obj['metadata']['name'], namespace=obj['metadata'].get('namespace')).to_dict()
                 try:
-                    if not rolled_out(live):
+                    live = self.api.get(obj['apiVersion'], obj['kind'], obj['metadata']['name'],
+                                        obj['metadata'].get('namespace'))
+                    if live is None or not rolled_out(live):
                         still.append(obj)
                 except RolloutFailed as e:
                     self.module.fail_json(msg=str(e))
+                except ApiError as e:
+                    self.module.fail_json(msg='%s: %s' % (object_label(obj), e.message))
             pending = still
             if pending and time.time() > deadline:
                 self.module.fail_json(msg='not rolled out after %ss: %s'
                                           % (timeout, ', '.join(object_label(o) for o in pending)))
             if pending:
                 time.sleep(2)
-
-
-def api_reason(error):
-    """The API's own message for a refused request."""
-    try:
-        return json.loads(getattr(error, 'body', None)).get('message') or str(error)
-    except (TypeError, ValueError, AttributeError):
-        return str(error)
 
 
 def main():
@@ -290,14 +256,11 @@ def main():
         objects, diffs = render_files(module.params['render_dir'], module.params['component'],
                                       module.params['files'], module.check_mode)
     else:
-        if not HAS_KUBERNETES:
-            module.fail_json(msg='the kubernetes Python client is required', exception=KUBERNETES_IMPORT_ERROR)
         try:
-            load_dynamic()
-            dynamic = DynamicClient(kube_api_client(module.params['kubeconfig'], module.params['context']))
-        except Exception as e:
+            api = KubeClient(module.params['kubeconfig'], module.params['context'])
+        except (KubeConfigError, IOError, OSError, ValueError) as e:
             module.fail_json(msg='cannot reach the cluster for %s: %s' % (module.params['component'], e))
-        batch = Batch(module, dynamic)
+        batch = Batch(module, api)
         objects, diffs = [], []
         for item in module.params['files']:
             for obj in item['documents']:

@@ -262,13 +262,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.text.converters import to_native
 from ansible.module_utils.urls import open_url
 from ansible.module_utils.six.moves.urllib.error import HTTPError
-from ansible_collections.superkubernetex.platform.plugins.module_utils.kube import (
-    HAS_KUBERNETES,
-    KUBERNETES_IMPORT_ERROR,
-    KubeSecretStore,
-    kube_api_client,
-    kube_argument_spec,
-)
+from ansible_collections.superkubernetex.platform.plugins.module_utils.kube import KubeSecretStore, kube_argument_spec
+from ansible_collections.superkubernetex.platform.plugins.module_utils.kubeapi import HAS_WEBSOCKET, KubeClient
 from ansible_collections.superkubernetex.platform.plugins.module_utils.portforward import PortForward
 from ansible_collections.superkubernetex.platform.plugins.module_utils.postgres import (
     REDACTED,
@@ -321,11 +316,16 @@ def check_params(module):
         if bool(target.get('pod')) != bool(target.get('namespace')):
             module.fail_json(msg='%s: pod and namespace go together' % option)
     missing = [lib for lib, ok, needed in (
-        ('kubernetes', HAS_KUBERNETES, True), ('psycopg', HAS_PSYCOPG, p['kind'] == 'postgres'),
+        ('websocket-client', HAS_WEBSOCKET, kind_needs_port_forward(p)), ('psycopg', HAS_PSYCOPG, p['kind'] == 'postgres'),
         ('redis', HAS_REDIS, p['kind'] == 'redis'), ('cryptography', HAS_CRYPTOGRAPHY, p['kind'] == 'jwt'))
         if needed and not ok]
     if missing:
-        module.fail_json(msg=missing_required_lib(missing[0]), exception=KUBERNETES_IMPORT_ERROR)
+        module.fail_json(msg=missing_required_lib(missing[0]))
+
+
+def kind_needs_port_forward(p):
+    """Whether the rotation reaches a pod through a port-forward."""
+    return bool(p['port_forward'] or (p['redis'] or {}).get('pod') or (p['grafana'] or {}).get('pod'))
 
 
 def http_status(url, method='GET', headers=None, body=None, unix_socket=None, **auth):
@@ -430,7 +430,7 @@ def main():
 
     forward = p['port_forward'] or {}
     try:
-        api = kube_api_client(p['kubeconfig'] or forward.get('kubeconfig'), p['context'] or forward.get('context'))
+        api = KubeClient(p['kubeconfig'] or forward.get('kubeconfig'), p['context'] or forward.get('context'))
     except Exception as e:
         module.fail_json(msg='Cannot use the cluster (kubeconfig, context): %s' % to_native(e))
     store = KubeSecretStore(api, p['secrets'], p['restart'], p['rollout_timeout'])

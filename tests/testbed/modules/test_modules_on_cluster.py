@@ -12,8 +12,8 @@ import uuid
 import psycopg
 import pytest
 import redis
-from kubernetes import client, config
 
+from ansible_collections.superkubernetex.platform.plugins.module_utils.kubeapi import KubeClient
 from ansible_collections.superkubernetex.platform.plugins.module_utils.portforward import PortForward
 from lib.testbed import KUBECONFIG, deployment, eventually
 
@@ -24,7 +24,8 @@ SUPERUSER_PW = "testbed-superuser-pw"
 
 
 def api():
-    return config.new_client_from_config(config_file=KUBECONFIG)
+    """The collection's own API client, the one PortForward works with."""
+    return KubeClient(KUBECONFIG)
 
 
 def server_pod(name, image, env=None, args=None, port=5432):
@@ -59,8 +60,8 @@ def consumer(name, secret_name, ready_if=None):
 
 
 def read_secret(namespace, name):
-    obj = client.CoreV1Api(api()).read_namespaced_secret(name, namespace)
-    return {k: base64.b64decode(v).decode() for k, v in obj.data.items()}
+    obj = api().get("v1", "Secret", name, namespace)
+    return {k: base64.b64decode(v).decode() for k, v in obj["data"].items()}
 
 
 def pg_args(namespace, **extra):

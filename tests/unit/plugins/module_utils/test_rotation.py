@@ -1,16 +1,13 @@
-"""Pure parts of the rotation: step undo, JWT key set, Stripe keys, rollout
-status, digests and SCRAM verifiers. The JWT key set is checked with the auth
-service's own token code (apps/skx_apps/tokens.py)."""
+"""Pure parts of the rotation: step undo, JWT key set, Stripe keys, digests
+and SCRAM verifiers (the rollout status is in test_manifest_comparison.py).
+The JWT key set is checked with the auth service's own token code
+(apps/skx_apps/tokens.py)."""
 import json
 import time
 
 import pytest
 from ansible.plugins.filter.core import to_json
-from kubernetes.client import (V1Deployment, V1DeploymentSpec, V1DeploymentStatus, V1LabelSelector,
-                               V1ObjectMeta, V1PodTemplateSpec, V1StatefulSet, V1StatefulSetSpec,
-                               V1StatefulSetStatus)
 
-from ansible_collections.superkubernetex.platform.plugins.module_utils.kube import rolled_out
 from ansible_collections.superkubernetex.platform.plugins.module_utils.postgres import scram_matches, scram_verifier
 from ansible_collections.superkubernetex.platform.plugins.module_utils.rotation import (
     JwtKeys,
@@ -158,32 +155,3 @@ def test_scram_verifier_matches_only_its_password():
     assert scram_matches(verifier, "correct horse")
     assert not scram_matches(verifier, "correct horsE")
     assert not scram_matches("md5abc", "correct horse") and not scram_matches(None, "x")
-
-
-SELECTOR = V1LabelSelector(match_labels={"app.kubernetes.io/name": "auth"})
-
-
-def deployment(generation, observed, replicas, updated, available, total):
-    return V1Deployment(metadata=V1ObjectMeta(name="auth", generation=generation),
-                        spec=V1DeploymentSpec(replicas=replicas, selector=SELECTOR, template=V1PodTemplateSpec()),
-                        status=V1DeploymentStatus(observed_generation=observed, updated_replicas=updated,
-                                                  available_replicas=available, replicas=total))
-
-
-def test_a_deployment_is_rolled_out_once_every_pod_is_new_and_available():
-    assert not rolled_out("Deployment", deployment(3, 2, 2, 2, 2, 2))   # controller has not seen it
-    assert not rolled_out("Deployment", deployment(3, 3, 2, 1, 2, 3))   # an old pod remains
-    assert not rolled_out("Deployment", deployment(3, 3, 2, 2, 1, 2))   # a new pod is not ready
-    assert rolled_out("Deployment", deployment(3, 3, 2, 2, 2, 2))
-
-
-def test_a_statefulset_is_rolled_out_once_its_revision_is_current():
-    def sts(current, update):
-        return V1StatefulSet(metadata=V1ObjectMeta(name="redis", generation=2),
-                             spec=V1StatefulSetSpec(replicas=1, selector=SELECTOR, service_name="redis",
-                                                       template=V1PodTemplateSpec()),
-                             status=V1StatefulSetStatus(observed_generation=2, replicas=1, updated_replicas=1,
-                                                        ready_replicas=1, current_revision=current,
-                                                        update_revision=update))
-    assert not rolled_out("StatefulSet", sts("r1", "r2"))
-    assert rolled_out("StatefulSet", sts("r2", "r2"))
