@@ -24,6 +24,8 @@ PLAY = """
   module_defaults:
     group/kubernetes.core.k8s:
       kubeconfig: "{{ platform_kubeconfig }}"
+    group/superkubernetex.platform.kubernetes:
+      kubeconfig: "{{ platform_kubeconfig }}"
   tasks:
     - name: Check the shared platform settings
       ansible.builtin.import_role:

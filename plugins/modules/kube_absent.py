@@ -1,0 +1,104 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, SuperKuberneteX platform team
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: kube_absent
+short_description: Make sure one Kubernetes object does not exist
+version_added: 0.3.0
+description:
+  - Deletes the object O(kind)/O(name) (in O(namespace)) when it exists,
+    with foreground propagation (its dependents go first), and with
+    O(wait) waits until the API no longer has it. An absent object, or a
+    kind the API does not serve, is left as it is (not changed).
+  - The counterpart of C(superkubernetex.platform.manifests) for removals,
+    with the same API client (C(module_utils/kubeapi.py)).
+author:
+  - SuperKuberneteX platform team (@superkubernetex)
+options:
+  api_version:
+    description: API group and version of O(kind), C(v1) for the core group.
+    type: str
+    default: v1
+  kind:
+    description: Kind of the object.
+    type: str
+    required: true
+  name:
+    description: Name of the object.
+    type: str
+    required: true
+  namespace:
+    description: Namespace of a namespaced object.
+    type: str
+  wait:
+    description: Wait until the object is gone (its finalizers done). Not in check mode.
+    type: bool
+    default: false
+  wait_timeout:
+    description: Seconds the wait may take.
+    type: int
+    default: 300
+extends_documentation_fragment:
+  - superkubernetex.platform.kube
+attributes:
+  check_mode:
+    description: Says whether the object would be deleted (a server-side dry run).
+    support: full
+'''
+
+EXAMPLES = r'''
+- name: Remove the snapshot CronJob
+  superkubernetex.platform.kube_absent:
+    api_version: batch/v1
+    kind: CronJob
+    namespace: skx-data
+    name: backup-snapshots
+'''
+
+RETURN = r'''
+object:
+  description: kind/namespace/name of the object.
+  returned: always
+  type: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.superkubernetex.platform.plugins.module_utils.kube import kube_argument_spec
+from ansible_collections.superkubernetex.platform.plugins.module_utils.kubeapi import (
+    ApiError, KubeClient, KubeConfigError)
+
+
+def main():
+    argument_spec = kube_argument_spec()
+    argument_spec.update(
+        api_version=dict(type='str', default='v1'),
+        kind=dict(type='str', required=True),
+        name=dict(type='str', required=True),
+        namespace=dict(type='str'),
+        wait=dict(type='bool', default=False),
+        wait_timeout=dict(type='int', default=300),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    p = module.params
+    label = '/'.join(x for x in (p['kind'], p['namespace'], p['name']) if x)
+    try:
+        api = KubeClient(p['kubeconfig'], p['context'])
+        if api.resource(p['api_version'], p['kind']) is None:
+            module.exit_json(changed=False, object=label, msg='the API serves no %s' % p['kind'])
+        deleted = api.delete(p['api_version'], p['kind'], p['name'], p['namespace'], dry_run=module.check_mode)
+        if deleted and p['wait'] and not module.check_mode:
+            api.wait_gone(p['api_version'], p['kind'], p['name'], p['namespace'], timeout=p['wait_timeout'])
+    except (KubeConfigError, IOError, OSError, ValueError) as e:
+        module.fail_json(msg='cannot reach the cluster: %s' % e, object=label)
+    except ApiError as e:
+        module.fail_json(msg='%s: %s' % (label, e.message), object=label)
+    module.exit_json(changed=deleted, object=label)
+
+
+if __name__ == '__main__':
+    main()
