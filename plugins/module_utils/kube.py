@@ -15,7 +15,11 @@ import time
 
 from ansible_collections.superkubernetex.platform.plugins.module_utils.kubeapi import NotFound
 from ansible_collections.superkubernetex.platform.plugins.module_utils.manifests import RolloutFailed, rolled_out
-from ansible_collections.superkubernetex.platform.plugins.module_utils.rotation import data_digest
+
+# On a Secret: how many times a rotation published it. On a pod template,
+# with the Secret's name after the slash: the generation its pods consume.
+GENERATION = 'superkubernetex.com/secret-generation'
+WORKLOAD_GENERATION = 'secret-generation.superkubernetex.com/'
 
 
 def kube_argument_spec():
@@ -30,10 +34,16 @@ class KubeSecretStore(object):
     """The Kubernetes half of a rotation (see module_utils/rotation.py).
 
     ``read()`` returns the data of the first Secret. ``publish(data)`` applies
-    the keys that differ from it to every Secret, sets the pod template
-    annotation ``checksum/<secret>`` of every workload to the digest of the
-    Secret of its namespace (the first Secret when its namespace has none),
-    and waits until every workload has rolled out.
+    the keys that differ from it to every Secret and raises their generation
+    (annotation ``superkubernetex.com/secret-generation``, one more than the
+    highest of them), sets the pod template annotation
+    ``secret-generation.superkubernetex.com/<secret>`` of every workload to
+    that generation (``<secret>``: the Secret of its namespace, the first
+    Secret when its namespace has none), and waits until every workload has
+    rolled out. A generation number reveals nothing of the Secret, where a
+    digest of it would let a weak password be guessed offline by whoever
+    can read a pod template; the digest annotation ``checksum/<secret>`` of
+    earlier versions is removed.
     """
 
     def __init__(self, api, secrets, workloads, timeout=600, interval=2.0):
@@ -43,6 +53,7 @@ class KubeSecretStore(object):
         self.timeout = timeout
         self.interval = interval
         self.data = {}
+        self.generation = 0
 
     def read(self):
         for namespace, name in self.secrets:
@@ -51,6 +62,11 @@ class KubeSecretStore(object):
                 raise NotFound(404, 'Secret %s/%s does not exist' % (namespace, name))
             self.data[(namespace, name)] = dict(
                 (k, base64.b64decode(v).decode('utf-8')) for k, v in (secret.get('data') or {}).items())
+            annotations = (secret.get('metadata') or {}).get('annotations') or {}
+            try:
+                self.generation = max(self.generation, int(annotations.get(GENERATION, 0)))
+            except ValueError:
+                pass  # not ours: counted from 0
         for kind, namespace, name in self.workloads:
             # A workload that is not healthy would make the rotation wait for
             # nothing and then undo it: refuse before changing anything. One
@@ -69,19 +85,24 @@ class KubeSecretStore(object):
         removed = [k for k in reference if k not in data]
         patch = dict((k, base64.b64encode(v.encode('utf-8')).decode('ascii')) for k, v in changed.items())
         patch.update((k, None) for k in removed)
-        digests = {}
+        generation = self.generation + 1
+        names = {}
         for namespace, name in self.secrets:
             content = dict(self.data[(namespace, name)], **changed)
             for k in removed:
                 content.pop(k, None)
-            self._patch('v1', 'Secret', namespace, name, dict(data=patch), dry_run)
+            body = dict(data=patch, metadata=dict(annotations={GENERATION: str(generation)}))
+            self._patch('v1', 'Secret', namespace, name, body, dry_run)
             if not dry_run:
                 self.data[(namespace, name)] = content
-            digests.setdefault(namespace, ('checksum/' + name, data_digest(content)))
-        first = digests[self.secrets[0][0]]
+            names.setdefault(namespace, name)
+        if not dry_run:
+            self.generation = generation
+        first = names[self.secrets[0][0]]
         for kind, namespace, name in self.workloads:
-            key, digest = digests.get(namespace, first)
-            body = dict(spec=dict(template=dict(metadata=dict(annotations={key: digest}))))
+            secret = names.get(namespace, first)
+            annotations = {WORKLOAD_GENERATION + secret: str(generation), 'checksum/' + secret: None}
+            body = dict(spec=dict(template=dict(metadata=dict(annotations=annotations))))
             self._patch('apps/v1', kind, namespace, name, body, dry_run)
         if not dry_run:
             for workload in self.workloads:

@@ -22,7 +22,6 @@ __metaclass__ = type
 
 import base64
 import calendar
-import hashlib
 import json
 import secrets
 import string
@@ -80,13 +79,6 @@ def generate_password(length=32):
     """Letters and digits only: safe in URLs, connection strings and shells."""
     alphabet = string.ascii_letters + string.digits
     return ''.join(secrets.choice(alphabet) for dummy in range(length))
-
-
-def data_digest(data):
-    """sha256 of the Secret content (plaintext values, keys sorted): the value
-    of the ``checksum/<secret>`` pod template annotation. The same as
-    ``data | to_json(sort_keys=true) | hash('sha256')`` in a template."""
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode('utf-8')).hexdigest()
 
 
 def publish_step(store, data, previous, what):

@@ -155,3 +155,20 @@ def test_the_platform_defaults_are_restricted():
         "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
     assert platform["platform_container_security_context"] == {
         "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+
+
+# A pod annotation computed from a template that renders a Secret.
+SECRET_HASH = re.compile(r"lookup\('ansible\.builtin\.template', '([^']+)'\) \| ([\w.]+)")
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: os.path.relpath(p, ROOT))
+def test_a_restart_annotation_from_a_secret_reveals_nothing_of_it(path):
+    """A plain hash of a Secret in a pod template lets whoever reads the
+    Deployment test password guesses offline: a Secret's annotation is an
+    HMAC (keyed_digest) with the key kept in the cluster."""
+    folder = os.path.dirname(path)
+    for template, digest in SECRET_HASH.findall(open(path).read()):
+        source = os.path.join(folder, template)
+        if "kind: Secret" in open(source).read():
+            assert digest == "superkubernetex.platform.keyed_digest", (
+                f"{os.path.relpath(path, ROOT)} hashes the Secret template {template} with {digest}")

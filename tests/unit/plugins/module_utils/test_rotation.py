@@ -6,7 +6,6 @@ import json
 import time
 
 import pytest
-from ansible.plugins.filter.core import to_json
 
 from ansible_collections.superkubernetex.platform.plugins.module_utils.postgres import scram_matches, scram_verifier
 from ansible_collections.superkubernetex.platform.plugins.module_utils.rotation import (
@@ -14,7 +13,6 @@ from ansible_collections.superkubernetex.platform.plugins.module_utils.rotation 
     RotationError,
     Step,
     StripeKeys,
-    data_digest,
     generate_password,
     kid_time,
     run_steps,
@@ -137,11 +135,6 @@ def test_stripe_key_is_checked_before_anything_is_published():
     with pytest.raises(RotationError):
         run_steps(StripeKeys("sk_test_bad", None, refuse).plan(store.read(), None, store))
     assert len(store.versions) == 1
-
-
-def test_checksum_annotation_matches_the_template_filter():
-    data = {"password": "p", "username": "instance1_a", "database": "instance1_db"}
-    assert data_digest(data) == __import__("hashlib").sha256(to_json(data, sort_keys=True).encode()).hexdigest()
 
 
 def test_generated_passwords_are_long_and_plain():
