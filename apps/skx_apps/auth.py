@@ -1,7 +1,7 @@
 """auth: users in superkube, signup and login, JWTs with key rotation.
 
 Endpoints: POST /signup, POST /login, POST /verify,
-GET /.well-known/jwks.json, plus /healthz /readyz /metrics.
+GET /.well-known/jwks.json; /healthz /readyz /metrics on the operations port.
 Passwords are hashed with scrypt (stdlib), tokens signed with the key of the
 ``auth-jwt`` Secret mounted at JWT_KEYS_DIR.
 """

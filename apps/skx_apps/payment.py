@@ -2,7 +2,7 @@
 
 Endpoints: GET /plans, POST /checkout (Bearer JWT from auth),
 GET /subscriptions (Bearer JWT), POST /webhook (Stripe-Signature),
-plus /healthz /readyz /metrics. Tables in superkube: plans, checkouts,
+/healthz /readyz /metrics on the operations port. Tables in superkube: plans, checkouts,
 subscriptions, stripe_events.
 """
 import hashlib

@@ -4,6 +4,12 @@ Threaded stdlib server (Debian ships it with python3, nothing to add), JSON
 logs on stdout carrying a request id, Prometheus metrics, the /healthz,
 /readyz and /metrics endpoints, and a graceful stop on SIGTERM: the
 listening socket closes, requests in flight finish, then the process exits 0.
+
+Two listeners: PORT (8080) serves the application's routes only, and is the
+one a Service and an Ingress route; OPS_PORT (9090) serves only /healthz,
+/readyz and /metrics, for the kubelet's probes and Prometheus, and is never
+exposed outside the cluster. The public port answers 404 on those paths, so
+no one on the internet reads a service's metrics or probe state.
 """
 import contextvars
 import json
@@ -28,8 +34,12 @@ from .config import ConfigError, env_int, env_str
 
 _request_id = contextvars.ContextVar("request_id", default=None)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-# Probes and scrapes hit these every few seconds: log them at debug only.
-_QUIET_ROUTES = {"/healthz", "/readyz", "/metrics"}
+# The operations endpoints, served on OPS_PORT only. Probes and scrapes hit
+# them every few seconds: they log at debug only.
+OPS_ROUTES = ("/healthz", "/readyz", "/metrics")
+_QUIET_ROUTES = set(OPS_ROUTES)
+DEFAULT_PORT = 8080
+DEFAULT_OPS_PORT = 9090
 
 HTTP_REQUESTS = Counter(
     "http_requests_total", "HTTP requests served.",
@@ -210,22 +220,25 @@ class App:
         self.instance = instance
         self.log = setup_logging(service, instance)
         self.routes = []
+        self.ops_routes = []
         self.ready_checks = []
         self.on_shutdown = []
         self.extra_headers = []
         self.draining = threading.Event()
         self.started = threading.Event()
-        self.route("GET", "/healthz")(self._healthz)
-        self.route("GET", "/readyz")(self._readyz)
-        self.route("GET", "/metrics")(self._metrics)
+        self.route("GET", "/healthz", ops=True)(self._healthz)
+        self.route("GET", "/readyz", ops=True)(self._readyz)
+        self.route("GET", "/metrics", ops=True)(self._metrics)
 
-    def route(self, method, pattern, max_body=1 << 20):
+    def route(self, method, pattern, max_body=1 << 20, ops=False):
         """Register a handler; ``{name}`` in the pattern matches one path segment.
-        The pattern itself is the ``route`` metric label (bounded cardinality)."""
+        The pattern itself is the ``route`` metric label (bounded cardinality).
+        ``ops`` routes are served on the operations port only, the others on
+        the public port only."""
         regex = re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(pattern)) + "$")
 
         def register(fn):
-            self.routes.append((method, regex, pattern, fn, max_body))
+            (self.ops_routes if ops else self.routes).append((method, regex, pattern, fn, max_body))
             return fn
         return register
 
@@ -260,10 +273,11 @@ class App:
         return Response(200, generate_latest(), CONTENT_TYPE_LATEST)
 
     # dispatch -----------------------------------------------------------
-    def match(self, method, path):
-        """(route label, handler, path parameters, body limit) for a request."""
+    def match(self, method, path, ops=False):
+        """(route label, handler, path parameters, body limit) for a request
+        on the public port, or on the operations port when ``ops``."""
         allowed = False
-        for m, regex, pattern, fn, max_body in self.routes:
+        for m, regex, pattern, fn, max_body in self.ops_routes if ops else self.routes:
             found = regex.match(path)
             if found:
                 if m == method:
@@ -279,19 +293,40 @@ class App:
         return json_response({"error": message, **extra, "request_id": req.request_id}, status)
 
     # server loop ----------------------------------------------------------
-    def serve(self, startup=None):
-        """Listen on PORT; run ``startup`` (migrations...) in the background,
-        retrying until it succeeds, so /healthz answers while a dependency is
-        still down and /readyz says why the pod is not ready yet."""
-        port = env_int("PORT", 8080, 1, 65535)
+    def listen(self):
+        """Bind both listeners: (public server, operations server), each
+        dispatching to its own routes. Raises ConfigError on bad ports and
+        OSError (with ``port`` set) when a port cannot be bound."""
+        port, ops_port = listen_ports()
         address = env_str("BIND_ADDRESS", "0.0.0.0")
+        servers = []
+        for number, ops in ((port, False), (ops_port, True)):
+            try:
+                server = _Server((address, number), _Handler)
+            except OSError as exc:
+                for other in servers:
+                    other.server_close()
+                exc.port, exc.address = number, address
+                raise
+            server.app, server.ops = self, ops
+            servers.append(server)
+        return tuple(servers)
+
+    def serve(self, startup=None):
+        """Listen on PORT and OPS_PORT; run ``startup`` (migrations...) in the
+        background, retrying until it succeeds, so /healthz answers while a
+        dependency is still down and /readyz says why the pod is not ready yet."""
         try:
-            server = _Server((address, port), _Handler)
+            server, ops_server = self.listen()
         except OSError as exc:
-            log_fields(self.log, logging.ERROR, "cannot listen", address=address, port=port,
+            log_fields(self.log, logging.ERROR, "cannot listen", address=exc.address, port=exc.port,
                        error=exc.strerror)
             return 1
-        server.app = self
+        # The operations listener outlives the public one: probes and scrapes
+        # keep their answers (/readyz: 503 shutting down) while it drains.
+        ops_thread = threading.Thread(target=ops_server.serve_forever, kwargs={"poll_interval": 0.2},
+                                      daemon=True)
+        ops_thread.start()
 
         def stop(signum, frame):
             if not self.draining.is_set():
@@ -307,7 +342,8 @@ class App:
             self.started.set()
         else:
             threading.Thread(target=self._run_startup, args=(startup,), daemon=True).start()
-        log_fields(self.log, logging.INFO, "listening", port=server.server_address[1])
+        log_fields(self.log, logging.INFO, "listening", port=server.server_address[1],
+                   ops_port=ops_server.server_address[1])
         server.serve_forever(poll_interval=0.2)
         # server_close closes the listening socket, then joins every handler
         # thread: requests in flight finish before the process goes.
@@ -317,6 +353,8 @@ class App:
                 fn()
             except Exception:
                 self.log.exception("clean-up at shutdown failed")
+        ops_server.shutdown()
+        ops_server.server_close()
         log_fields(self.log, logging.INFO, "stopped")
         return 0
 
@@ -365,7 +403,7 @@ class _Handler(BaseHTTPRequestHandler):
         request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
         token = _request_id.set(request_id)
         path = urllib.parse.urlsplit(self.path).path
-        route, fn, params, max_body = app.match(self.command, path)
+        route, fn, params, max_body = app.match(self.command, path, ops=self.server.ops)
         labels = {"service": app.service, "instance": app.instance}
         IN_FLIGHT.labels(**labels).inc()
         req = None
@@ -414,11 +452,21 @@ class _Handler(BaseHTTPRequestHandler):
         _request_id.reset(token)
 
 
+def listen_ports():
+    """(PORT, OPS_PORT): the public and the operations port, two different ones."""
+    port = env_int("PORT", DEFAULT_PORT, 1, 65535)
+    ops_port = env_int("OPS_PORT", DEFAULT_OPS_PORT, 1, 65535)
+    if ops_port == port:
+        raise ConfigError(f"OPS_PORT must differ from PORT (both {port}): /healthz, /readyz and /metrics "
+                          "are served on OPS_PORT only, never on the public port")
+    return port, ops_port
+
+
 def run(build):
     """Entry point shared by the services: configuration errors end the
     process with a message naming the setting, before anything is touched."""
     try:
-        env_int("PORT", 8080, 1, 65535)
+        listen_ports()
         app, startup = build()
     except ConfigError as exc:
         sys.stderr.write(f"configuration error: {exc}\n")

@@ -30,10 +30,16 @@ def test_every_pod_is_ready(namespace):
         assert ready == "True", f"{namespace}/{pod['metadata']['name']} is not Ready"
 
 
+# A path of each application (the probe and metrics endpoints are not served
+# through the ingress: tests/e2e/test_e2e_ops_endpoints.py).
+PUBLIC_PATH = {"frontend": "/", "auth": "/.well-known/jwks.json", "payment": "/plans",
+               "instance1": "/", "instance2": "/", "instance3": "/"}
+
+
 @pytest.mark.parametrize("service", sorted(HOSTS))
 def test_each_host_answers_over_https_with_our_certificate(service):
     # curl checks the certificate chain against our CA and the host name (SNI).
-    r = https(HOSTS[service], "/healthz")
+    r = https(HOSTS[service], PUBLIC_PATH[service])
     assert r.status == 200
     assert "max-age=" in r.headers.get("strict-transport-security", "")
 
@@ -144,8 +150,8 @@ def _reach(namespace, url):
 
 def test_instance1_pods_cannot_reach_instance2_pods():
     # The same pod reaches what policy allows (auth), so a block is the policy, not a broken probe.
-    assert _reach("skx-instance1", "http://auth.skx-app.svc.cluster.local:8080/healthz") == "reached"
-    assert _reach("skx-instance1", "http://instance.skx-instance2.svc.cluster.local:8080/healthz").startswith("blocked")
+    assert _reach("skx-instance1", "http://auth.skx-app.svc.cluster.local:8080/.well-known/jwks.json") == "reached"
+    assert _reach("skx-instance1", "http://instance.skx-instance2.svc.cluster.local:8080/").startswith("blocked")
 
 
 def test_stripe_keys_only_in_payment_pods_and_jwt_key_only_in_auth_pods():

@@ -7,10 +7,11 @@ import difflib
 import os
 
 import pytest
+import yaml
 
 from lib.netpol import Cluster, allowed, pod, verdict
-from lib.network_flows import (BEGIN, END, INTERNET, REGENERATE, candidate_ports, generated_part,
-                               load_objects, table, tenant_namespaces, workloads)
+from lib.network_flows import (BEGIN, END, INGRESS_CONTROLLER, INTERNET, OUTSIDE_SOURCES, REGENERATE,
+                               candidate_ports, generated_part, load_objects, table, tenant_namespaces, workloads)
 from static_support import ROOT
 
 DOC = os.path.join(ROOT, "docs", "network-flows.md")
@@ -93,3 +94,25 @@ def test_the_web_tiers_own_egress_opens_only_the_store_it_needs(platform, source
     [src] = [p for p in pods if p.namespace == "skx-app" and p.labels.get("app.kubernetes.io/name") == source]
     [dst] = [p for p in pods if p.namespace == "skx-data" and p.labels.get("app.kubernetes.io/name") == target]
     assert bool(verdict(cluster, src, dst, port).egress) == opens
+
+
+OPS_PORT = yaml.safe_load(open(os.path.join(ROOT, "roles", "platform", "defaults", "main.yml")))["platform_app_ops_port"]
+
+
+def test_only_prometheus_opens_the_apps_operations_port(platform):
+    """/metrics, /healthz and /readyz live on the apps' operations port
+    (platform_app_ops_port): of every source, Prometheus alone may open it on
+    every web pod, and may not open their application port; the ingress
+    controller opens the application port only."""
+    cluster, pods = platform
+    web = [p for p in pods if p.labels.get("superkubernetex.com/tier") == "web"]
+    assert sorted(p.name for p in web) == ["skx-app/auth", "skx-app/frontend", "skx-app/payment",
+                                           "skx-instance1/instance", "skx-instance2/instance",
+                                           "skx-instance3/instance"]
+    for destination in web:
+        openers = sorted(s.name for s in pods + list(OUTSIDE_SOURCES) if allowed(cluster, s, destination, OPS_PORT))
+        assert openers == ["skx-monitoring/prometheus"], f"{destination.name}:{OPS_PORT} opened by {openers}"
+        [prometheus] = [p for p in pods if p.name == "skx-monitoring/prometheus"]
+        assert not allowed(cluster, prometheus, destination, 8080), destination.name
+        assert allowed(cluster, INGRESS_CONTROLLER, destination, 8080), destination.name
+        assert not allowed(cluster, INGRESS_CONTROLLER, destination, OPS_PORT), destination.name

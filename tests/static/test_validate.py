@@ -93,6 +93,7 @@ BAD = [
     ({"secrets_rotate": ["databases", "everything"]}, "value of secrets_rotate must be one or more of"),
     ({"k3s_version": "1.33"}, "k3s_version must look like v1.33.5+k3s1"),
     ({"platform_jwt_ttl_seconds": 30}, "platform_jwt_ttl_seconds must be a number of seconds from 60 to 604800"),
+    ({"platform_app_ops_port": 8080}, "platform_app_ops_port must be a port from 1 to 65535 other than 8080"),
     ({"ingress_tls_min_version": "VersionTLS11"}, "value of ingress_tls_min_version must be one of"),
     ({"ingress_tls_cipher_suites": ["ECDHE-RSA-AES128-SHA"]}, "ingress_tls_cipher_suites must be a non-empty list"),
     ({"backups_s3_enabled": True, "backups_s3_endpoint": "https://s3.example.net", "backups_s3_bucket": "skx-backups",

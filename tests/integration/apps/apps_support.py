@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 
 import psycopg
@@ -32,6 +33,10 @@ APPS_DIR = os.path.join(ROOT, "apps")
 # The same version as platform_images.stripe_mock in roles/platform/defaults.
 STRIPE_MOCK_VERSION = "v0.197.0"
 STRIPE_MOCK_BIN_DIR = os.environ.get("SKX_BIN_DIR", "/var/cache/skx/bin")
+
+
+# The endpoints the apps serve on their operations port (OPS_PORT) only.
+OPS_PATHS = ("/healthz", "/readyz", "/metrics")
 
 
 # ------------------------------------------------------------------ secrets
@@ -130,14 +135,18 @@ def post_event(stack, payload, signature):
 
 # ---------------------------------------------------------------- services
 class Service:
-    """One app as a child process on a free loopback port."""
+    """One app as a child process on two free loopback ports: the public one
+    (url) and the operations one (ops_url: /healthz, /readyz, /metrics, to
+    which get() and wait_for() send those paths)."""
 
     def __init__(self, module, env, workdir, wrapper=(), python=None):
         self.module = module
         self.wrapper = list(wrapper)
         self.python = python
         self.port = free_port()
+        self.ops_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.ops_url = f"http://127.0.0.1:{self.ops_port}"
         self.log_path = os.path.join(workdir, f"{module}-{self.port}.log")
         self.env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -150,6 +159,7 @@ class Service:
             "LOG_LEVEL": "DEBUG",
             **env,
             "PORT": str(self.port),
+            "OPS_PORT": str(self.ops_port),
         }
         self.proc = None
 
@@ -170,7 +180,7 @@ class Service:
             if self.proc.poll() is not None:
                 raise AssertionError(f"{self.module} exited with {self.proc.returncode}:\n{self.log_text()}")
             try:
-                last = requests.get(self.url + path, timeout=2)
+                last = requests.get(self.url_of(path), timeout=2)
                 if last.status_code == status:
                     return last
             except requests.ConnectionError:
@@ -180,7 +190,15 @@ class Service:
                              f"(last: {last.status_code if last is not None else 'no answer'}: "
                              f"{last.text if last is not None else ''})\n{self.log_text()[-3000:]}")
 
+    def url_of(self, path):
+        """The URL of path: on the operations port for the probe and metrics endpoints."""
+        return (self.ops_url if urllib.parse.urlsplit(path).path in OPS_PATHS else self.url) + path
+
     def get(self, path, **kw):
+        return requests.get(self.url_of(path), timeout=10, allow_redirects=False, **kw)
+
+    def get_public(self, path, **kw):
+        """path on the public port, whatever it is."""
         return requests.get(self.url + path, timeout=10, allow_redirects=False, **kw)
 
     def post(self, path, **kw):

@@ -25,6 +25,17 @@ def test_probes_answer(stack, name):
     assert ready.json() == {"status": "ready"}
 
 
+@pytest.mark.parametrize("name", SERVICES)
+def test_the_public_port_does_not_serve_probes_or_metrics(stack, name):
+    """They live on OPS_PORT (the kubelet and Prometheus): the port a Service
+    and an Ingress route answers 404 there."""
+    service = stack.services[name]
+    for path in ("/healthz", "/readyz", "/metrics"):
+        r = service.get_public(path)
+        assert r.status_code == 404, f"{name} {path}: {r.status_code}"
+        assert "http_requests_total" not in r.text
+
+
 def samples(service, metric):
     text = service.get("/metrics").text
     found = []
@@ -89,6 +100,7 @@ def test_a_bad_request_id_is_replaced(stack):
       "DATABASE_CREDENTIALS_DIR": "/nonexistent", "JWT_KEYS_DIR": "/tmp"},
      "DATABASE_CREDENTIALS_DIR must name an existing directory"),
     ({"SERVICE_NAME": "auth", "PORT": "http"}, "PORT must be an integer"),
+    ({"SERVICE_NAME": "auth", "PORT": "9090"}, "OPS_PORT must differ from PORT"),
     ({"SERVICE_NAME": "instance", "INSTANCE_NAME": "Bad_Name"}, "INSTANCE_NAME must be a DNS label"),
     ({"SERVICE_NAME": "billing"}, "SERVICE_NAME must be one of"),
 ])
