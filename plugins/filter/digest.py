@@ -15,7 +15,7 @@ short_description: HMAC-SHA256 of a text with a key, for restart-on-change annot
 description:
   - Returns the hex HMAC-SHA256 of the input with I(key). A pod template
     annotation (C(checksum/secret)) then changes whenever the Secret it is
-    computed from changes, and shows nothing of it: without the key, which
+    computed from changes, and shows nothing of it. Without the key, which
     stays in a Secret of the cluster, the value of a weak password cannot be
     guessed offline from the annotation, as it could from a plain SHA-256.
 positional: key
