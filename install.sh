@@ -76,7 +76,7 @@ collections=$("$VENV/bin/ansible-galaxy" collection list 2>/dev/null) || true
 for collection in kubernetes.core community.postgresql community.crypto community.general ansible.posix; do
   grep -q "^$collection " <<<"$collections" || die "collection $collection is missing from the ansible bundle"
 done
-"$VENV/bin/python" -c "import kubernetes, psycopg" || die "the kubernetes and psycopg Python libraries are missing"
+"$VENV/bin/python" -c "import kubernetes, psycopg, websocket, yaml" || die "the kubernetes, psycopg, websocket-client and PyYAML Python libraries are missing"
 "$VENV/bin/ansible-doc" superkubernetex.platform.tenant_database >/dev/null 2>&1 \
   || die "the superkubernetex.platform collection does not resolve from $ROOT/.collections"
 
