@@ -4,6 +4,7 @@ is reviewed as a diff of allowed flows; and two promises of the platform are
 checked on every port: tenants cannot reach each other, and the internet
 reaches pods only through the ingress controller."""
 import difflib
+import json
 import os
 
 import pytest
@@ -12,7 +13,7 @@ import yaml
 from lib.netpol import Cluster, allowed, pod, verdict
 from lib.network_flows import (BEGIN, END, INGRESS_CONTROLLER, INTERNET, OUTSIDE_SOURCES, REGENERATE,
                                candidate_ports, generated_part, load_objects, table, tenant_namespaces, workloads)
-from static_support import ROOT
+from static_support import ROOT, run_ansible
 
 DOC = os.path.join(ROOT, "docs", "network-flows.md")
 
@@ -116,3 +117,47 @@ def test_only_prometheus_opens_the_apps_operations_port(platform):
         assert not allowed(cluster, prometheus, destination, 8080), destination.name
         assert allowed(cluster, INGRESS_CONTROLLER, destination, 8080), destination.name
         assert not allowed(cluster, INGRESS_CONTROLLER, destination, OPS_PORT), destination.name
+
+
+def internet_ports_of(cluster, pods, name):
+    """The (port, protocol) pairs the named pod may open to an internet address."""
+    [source] = [p for p in pods if p.labels.get("app.kubernetes.io/name") == name]
+    return [(port, "TCP") for port in THIRD_PARTY_PORTS if allowed(cluster, source, INTERNET, port, "TCP")]
+
+
+# Every port a receiver, the catalogue or Stripe could use below, and the
+# ones the previous policies opened to any address.
+THIRD_PARTY_PORTS = (25, 80, 443, 465, 587, 2525, 8443, 9090, 9428)
+
+
+THIRD_PARTIES_OFF = dict(monitoring_alertmanager_email_to="", monitoring_alertmanager_slack_webhook_url="",
+                         monitoring_alertmanager_deadmansswitch_url="", monitoring_grafana_plugins=[],
+                         app_stripe_mock=True)
+THIRD_PARTIES_ON = dict(monitoring_alertmanager_email_to="ops@example.com",
+                        monitoring_alertmanager_smtp_smarthost="smtp.example.com:2525",
+                        monitoring_alertmanager_smtp_from="alerts@example.com",
+                        monitoring_alertmanager_smtp_egress_cidrs=["198.51.100.0/24"],
+                        monitoring_alertmanager_slack_webhook_url="https://hooks.slack.com/services/T/B/x",
+                        monitoring_alertmanager_slack_egress_cidrs=["203.0.113.0/24"],
+                        monitoring_alertmanager_deadmansswitch_url="https://dms.example.com:8443/ping",
+                        monitoring_grafana_plugins=["victoriametrics-logs-datasource"],
+                        monitoring_grafana_plugins_egress_cidrs=["192.0.2.0/24"])
+
+
+@pytest.mark.parametrize("settings, expected", [
+    (THIRD_PARTIES_OFF, {"alertmanager": [], "grafana": [], "payment": []}),
+    # 203.0.113.10 (the probe address) is inside Slack's list only: SMTP and
+    # the plugin catalogue are limited to their own lists.
+    (THIRD_PARTIES_ON, {"alertmanager": [(443, "TCP"), (8443, "TCP")], "grafana": [], "payment": [(443, "TCP")]}),
+], ids=["none-configured", "all-configured"])
+def test_third_parties_are_reachable_only_when_configured_on_their_port_and_list(tmp_path, settings, expected):
+    """Egress to a third party (mail relay, Slack, the dead man's switch, the
+    plugin catalogue, Stripe) exists only while that integration is set, on
+    its port, towards its operator-set CIDR list (docs/user-guide.md)."""
+    out = tmp_path / "manifests"
+    run_ansible("ansible-playbook", "playbooks/render.yml", "-i", "inventories/vm", "--tags", "namespaces,apps,monitoring",
+                "-e", f"platform_render_dir={out}", "-e", json.dumps(settings))
+    objects = load_objects(out)
+    cluster, pods = Cluster(objects), workloads(objects)
+    for name, ports in expected.items():
+        assert internet_ports_of(cluster, pods, name) == ports, name
