@@ -4,9 +4,11 @@ load (tests/e2e/e2e_load.py: every answer that is not 2xx and every
 connection error counts as lost, nothing is retried).
 
 instance4 is added as one list entry (site.yml with -e extra vars), gets
-rows and a file through its own API; then its entry is deleted (nothing of
-it changes, the run warns), it is set to state: absent (stopped, data kept,
-no alert for it), back to present (rows and file back), and finally to
+its own TLS key and certificate (no other host's signed again), rows and a
+file through its own API; then its entry is deleted (nothing of it changes,
+the run warns), it is set to state: absent (stopped, data kept, its TLS
+Secret removed, no alert for it), back to present (rows, file and the same
+certificate back), and finally to
 state: absent with delete_data: true (final dump on the control node, then
 namespace, database and roles gone). Each run is limited with --tags to the
 steps that read the instances list; the cluster is left with instances 1-3
@@ -35,6 +37,7 @@ import yaml
 from e2e_load import Load, Target
 from e2e_support import CA, DOMAIN, HOSTS, KUBECTL, ROOT, https, kubectl, port_forward, psql, secret_data, wait
 from lib.ansible_env import playbook_env
+from test_e2e_tls import dns_names, tls_secrets
 
 pytestmark = pytest.mark.skipif(os.environ.get("SKX_TESTBED_TENANT_LIFECYCLE") != "1",
                                 reason="opt-in: set SKX_TESTBED_TENANT_LIFECYCLE=1 (about 8 minutes)")
@@ -212,6 +215,22 @@ def assert_data_served(marker):
     assert hashlib.sha256(asset).hexdigest() == hashlib.sha256(ASSET_BYTES).hexdigest()
 
 
+# Each host's key and certificate on the control node (the ingress role's
+# selfsigned mode, the testbed's): a tenant added signs its own host alone.
+PKI_HOSTS = os.path.join(os.path.dirname(CA), "hosts")
+
+
+def pki_files():
+    """A digest of each host's key and certificate file: compared, never shown."""
+    return {name: hashlib.sha256(open(os.path.join(PKI_HOSTS, name), "rb").read()).hexdigest()
+            for name in sorted(os.listdir(PKI_HOSTS))}
+
+
+def tls_hosts(namespace):
+    """{Secret name: the host names of its certificate} of every TLS Secret of the namespace."""
+    return {name: dns_names(leaf) for name, (leaf, _) in tls_secrets(namespace).items()}
+
+
 def test_the_cluster_starts_without_instance4(load):
     assert not exists("namespace", NS), f"{NS} exists before the test: delete it first"
     assert sql(f"SELECT count(*) FROM pg_database WHERE datname = '{DB}'") == "0"
@@ -220,7 +239,11 @@ def test_the_cluster_starts_without_instance4(load):
 
 
 def test_adding_one_entry_creates_and_serves_the_tenant(tenant, token):
+    others = {k: v for k, v in pki_files().items() if not k.startswith(HOST + ".")}
     site(with_instance4())
+    # Its own key and certificate, for its host only; no other host's signed again.
+    assert tls_hosts(NS) == {"skx-tls": [HOST]}
+    assert {k: v for k, v in pki_files().items() if not k.startswith(HOST + ".")} == others
     wait(lambda: status(HOST) == (200, NAME), 120, what=f"https://{HOST}/ answered by instance4")
     assert sql(f"SELECT count(*) FROM pg_database WHERE datname = '{DB}'") == "1"
     assert exists("-n", "skx-data", "cronjob", "backup-instance4-db")
@@ -237,6 +260,7 @@ def test_adding_one_entry_creates_and_serves_the_tenant(tenant, token):
     # Rows in its own database, the file on its own volume.
     assert sql(f"SELECT count(*) FROM pages WHERE slug LIKE 'lifecycle-%'", DB) == str(len(PAGES))
     tenant.update(marker=marker, pvc=uid("-n", NS, "pvc", "instance-files"), namespace=uid("namespace", NS),
+                  pki=pki_files(),
                   db_oid=sql(f"SELECT oid FROM pg_database WHERE datname = '{DB}'"),
                   credentials=credentials_digest(),
                   cronjob=uid("-n", "skx-data", "cronjob", "backup-instance4-db"))
@@ -289,6 +313,8 @@ def test_state_absent_stops_the_tenant_and_keeps_its_data(tenant):
         "instance4,instance4_a,instance4_b"
     assert credentials_digest() == tenant["credentials"]
     assert uid("-n", "skx-data", "cronjob", "backup-instance4-db") == tenant["cronjob"]
+    # Its TLS Secret is no longer used: removed; no certificate signed again.
+    assert tls_hosts(NS) == {} and pki_files() == tenant["pki"]
     # Its alerts are dropped before Alertmanager, and none is firing for it.
     assert alert_drops(prometheus_get("/api/v1/status/config")["yaml"]) == [NAME]
     firing = [a for a in prometheus_get("/api/v1/alerts")["alerts"]
@@ -305,6 +331,8 @@ def test_state_present_again_brings_back_its_rows_and_file(tenant):
     assert uid("-n", NS, "pvc", "instance-files") == tenant["pvc"]
     assert sql(f"SELECT oid FROM pg_database WHERE datname = '{DB}'") == tenant["db_oid"]
     assert credentials_digest() == tenant["credentials"]
+    # The same key and certificate as before it stopped, in its own namespace again.
+    assert tls_hosts(NS) == {"skx-tls": [HOST]} and pki_files() == tenant["pki"]
 
 
 def test_delete_data_takes_a_final_dump_then_deletes_the_tenant(tenant):
