@@ -6,6 +6,9 @@
 #   victoria-logs, vlagent  v1.52.1 (the log store and collector)
 #   prometheus-k8s  Prometheus 2.42.0 with Kubernetes SD, with --with-prometheus
 #                 (the testbed test runs it against the cluster from here)
+#   kube-score    only when named (tests/static/test_kube_score.py): the
+#                 second policy scanner of the rendered manifests; a binary
+#                 of another version than versions.env's is rebuilt
 # Debian packages used as they are: prometheus, prometheus-alertmanager (amtool).
 #
 # The testbed images (testbed/images/defs/prometheus.sh, victoria-logs.sh,
@@ -20,6 +23,7 @@ BIN=${SKX_BIN:-/var/cache/skx/bin}
 SRC=${SKX_SRC:-/var/cache/skx/src}
 VL_VERSION=$VICTORIALOGS_VERSION
 PROM_VERSION=$PROMETHEUS_VERSION
+KS_VERSION=$KUBE_SCORE_VERSION
 mkdir -p "$BIN" "$SRC"
 export GOBIN=$BIN GOFLAGS=-buildvcs=false GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 
@@ -28,7 +32,15 @@ case "${1:-}" in
   --with-prometheus) TOOLS="promtool victoria-logs vlagent prometheus-k8s" ;;
   *) TOOLS="$*" ;;
 esac
-want() { case " $TOOLS " in *" $1 "*) [ ! -x "$BIN/$1" ] ;; *) return 1 ;; esac; }
+named() { case " $TOOLS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+want() { named "$1" && [ ! -x "$BIN/$1" ]; }
+
+# kube-score prints the version it was built with (-X main.version): a
+# present binary of another version is rebuilt.
+if named kube-score && ! { [ -x "$BIN/kube-score" ] && "$BIN/kube-score" version | grep -q "version: $KS_VERSION,"; }; then
+  echo "building kube-score $KS_VERSION"
+  nice -n 19 go install -trimpath -ldflags "-s -w -X main.version=$KS_VERSION" "github.com/zegl/kube-score/cmd/kube-score@$KS_VERSION"
+fi
 
 for tool in victoria-logs vlagent; do
   if want "$tool"; then
