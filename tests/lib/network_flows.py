@@ -26,9 +26,9 @@ from lib.netpol import Cluster, container_ports, outside, pod, verdict
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 
-# The ingress controller as the policies select it: roles/namespaces/defaults
-# namespaces_ingress_controller_namespace (platform_namespaces.ingress:
-# kube-system) and namespaces_ingress_controller_labels. Its container ports
+# The ingress controller as the policies select it: roles/platform/defaults
+# platform_namespaces.ingress (kube-system) and
+# platform_ingress_controller_labels. Its container ports
 # are those of k3s's Traefik chart (web 8000, websecure 8443).
 INGRESS_CONTROLLER = pod("kube-system", {"app.kubernetes.io/name": "traefik"},
                          [(8000, "TCP", "web"), (8443, "TCP", "websecure")], name="ingress controller")

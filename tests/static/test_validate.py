@@ -98,6 +98,8 @@ BAD = [
     ({"ingress_tls_cipher_suites": ["ECDHE-RSA-AES128-SHA"]}, "ingress_tls_cipher_suites must be a non-empty list"),
     ({"backups_s3_enabled": True, "backups_s3_endpoint": "https://s3.example.net", "backups_s3_bucket": "skx-backups",
       "backups_s3_egress_cidrs": ["s3.example.net"]}, "backups_s3_egress_cidrs must be a non-empty list of CIDRs"),
+    ({"namespaces_ingress_controller_extra_peers": [{"ipBlock": {"cidr": "10.0.0.5/32"}}]},
+     "namespaces_ingress_controller_extra_peers was renamed platform_ingress_controller_extra_peers"),
     ({"monitoring_alertmanager_slack_egress_cidrs": ["hooks.slack.com"]},
      "monitoring_alertmanager_slack_egress_cidrs must be a non-empty list of CIDRs"),
 ]
