@@ -10,16 +10,19 @@ shortly after without a restart.
 import logging
 import os
 import queue
+import re
 import select
 import time
 from contextlib import contextmanager
 
 import psycopg
+from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
 from .config import ConfigError, env_dir, env_int, env_str, read_secret_file, secret_dir_snapshot
 
 MAX_CONNECTION_AGE = 300.0
+_ROLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 CONNECT_TIMEOUT = 2  # libpq's minimum; under the 3 s readiness probe timeout
 
 log = logging.getLogger("skx.db")
@@ -31,6 +34,14 @@ class Database:
         self.port = env_int("DATABASE_PORT", 5432, 1, 65535)
         self.name = env_str("DATABASE_NAME", required=True)
         self.credentials_dir = env_dir("DATABASE_CREDENTIALS_DIR", required=True)
+        # The NOLOGIN role that owns this service's tables: migrations run
+        # as it (SET ROLE), requests as the login role with its own grants.
+        # Unset, migrations run as the session's role (a tenant's login
+        # roles start each session as their database's owner).
+        self.migration_role = env_str("DATABASE_MIGRATION_ROLE")
+        if self.migration_role is not None and not _ROLE_RE.match(self.migration_role):
+            raise ConfigError("DATABASE_MIGRATION_ROLE must be a role name (lower-case letters, digits and _), "
+                              f"got {self.migration_role!r}")
         self.application_name = application_name
         self._idle = queue.LifoQueue(max_idle)
         self._closed = False
@@ -131,10 +142,17 @@ def migrate(db, component, migrations):
     services sharing a database (auth and payment in superkube) may log in as
     different roles. Everything is one transaction: a failed migration
     leaves the schema as it was.
+
+    With DATABASE_MIGRATION_ROLE (``db.migration_role``) the transaction
+    runs as that role (``SET LOCAL ROLE``, which the login role may do as its
+    member): the tables it creates belong to it, and the login role's own,
+    narrower grants apply again to every later transaction.
     """
     table = f"{component}_schema_migrations"
     with db.transaction() as conn:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        if db.migration_role:
+            conn.execute(pgsql.SQL("SET LOCAL ROLE {}").format(pgsql.Identifier(db.migration_role)))
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {table} ("
             " version integer PRIMARY KEY,"

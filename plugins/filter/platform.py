@@ -187,8 +187,11 @@ def check_instance_names(instances, namespaces, hosts, reserved_roles=()):
     taken_roles = {}
     for role in reserved_roles:
         taken_roles[role] = "the platform"
-    # The shared superkube database's owner and its two login roles.
-    for role in ("superkube", "superkube_a", "superkube_b"):
+    # The shared superkube database's roles (roles/postgres/vars/main.yml):
+    # its owner, the login roles auth and payment shared before they had
+    # their own, and each service's owner role with its two login roles.
+    for role in ("superkube", "superkube_a", "superkube_b") + tuple(
+            f"superkube_{service}{suffix}" for service in ("auth", "payment") for suffix in ("", "_a", "_b")):
         taken_roles.setdefault(role, "the shared superkube database")
     for idx, item in enumerate(instances):
         where = f"{var}[{idx}] ({item['name']!r})"

@@ -140,6 +140,35 @@ def test_instance1_credentials_cannot_reach_instance2_database():
     assert other.returncode != 0 and "permission denied for database" in other.stderr
 
 
+def test_auth_and_payment_logins_see_only_their_own_tables():
+    """Each service's login, as its pods use it (docs/user-guide.md, "Who may
+    do what in superkube"): payment cannot read a password hash, auth cannot
+    write a subscription, and neither can become the other's owner role."""
+    auth, payment = secret_data("skx-app", "auth-db"), secret_data("skx-app", "payment-db")
+    assert auth["username"] in ("superkube_auth_a", "superkube_auth_b")
+    assert payment["username"] in ("superkube_payment_a", "superkube_payment_b")
+
+    def as_(creds, sql):
+        return psql(sql, database="superkube", user=creds["username"], password=creds["password"], check=False)
+
+    assert as_(auth, "SELECT count(password_hash) FROM users").returncode == 0
+    assert as_(payment, "SELECT count(*) FROM plans").stdout.strip() == "2"
+    for creds, sql, table in (
+            (payment, "SELECT password_hash FROM users LIMIT 1", "users"),
+            (payment, "SELECT id FROM users LIMIT 1", "users"),
+            (auth, "INSERT INTO subscriptions (user_id, plan_id, status) VALUES ('x', 'pro', 'active')",
+             "subscriptions"),
+            (auth, "UPDATE subscriptions SET status = 'canceled'", "subscriptions"),
+            (auth, "SELECT user_id FROM subscriptions LIMIT 1", "subscriptions")):
+        refused = as_(creds, sql)
+        assert refused.returncode != 0 and f"permission denied for table {table}" in refused.stderr, (sql, refused)
+    for creds, other in ((payment, "superkube_auth"), (auth, "superkube_payment")):
+        refused = as_(creds, f"SET ROLE {other}")
+        assert refused.returncode != 0 and "permission denied to set role" in refused.stderr, refused
+    # The logins both services shared before are gone.
+    assert psql("SELECT count(*) FROM pg_roles WHERE rolname IN ('superkube_a', 'superkube_b')").stdout.strip() == "0"
+
+
 def _reach(namespace, url):
     pod = next(p["metadata"]["name"] for p in pods(namespace) if p["status"].get("phase") == "Running")
     code = ("import urllib.request,sys\n"

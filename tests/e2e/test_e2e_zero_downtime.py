@@ -103,6 +103,7 @@ def test_a_rolling_update_of_every_app_and_instance_loses_no_request(targets):
 def test_a_secret_rotation_loses_no_request(targets):
     def credentials():
         return {"auth-db": secret_data("skx-app", "auth-db")["password"],
+                "payment-db": secret_data("skx-app", "payment-db")["password"],
                 "redis": secret_data("skx-data", "redis-auth")["password"],
                 "instance2 db": secret_data("skx-instance2", "db-credentials")["password"],
                 "jwt": secret_data("skx-app", "auth-jwt")}

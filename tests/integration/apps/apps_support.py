@@ -26,7 +26,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
 
+from lib.modrun import ensure_collection_link, run_module
 from lib.servers import free_port
+from lib.superkube import superkube_args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 APPS_DIR = os.path.join(ROOT, "apps")
@@ -88,22 +90,13 @@ def jwt_secret(current_pem, current_kid, jwks):
 
 
 # ---------------------------------------------------------------- databases
-def create_database(pg, name, owner, extra_roles=()):
-    """A database owned by a new login role; extra roles may connect and
-    create tables in its public schema (two services sharing superkube)."""
-    creds = {}
+def create_database(pg, name, owner):
+    """A database owned by a new login role (a tenant's, in short)."""
+    password = secrets.token_hex(16)
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        for role in (owner, *extra_roles):
-            password = secrets.token_hex(16)
-            conn.execute(f'CREATE ROLE "{role}" LOGIN PASSWORD \'{password}\'')
-            creds[role] = password
+        conn.execute(f'CREATE ROLE "{owner}" LOGIN PASSWORD \'{password}\'')
         conn.execute(f'CREATE DATABASE "{name}" OWNER "{owner}"')
-        for role in extra_roles:
-            conn.execute(f'GRANT CONNECT ON DATABASE "{name}" TO "{role}"')
-    for role in extra_roles:
-        with psycopg.connect(pg.dsn(name), autocommit=True) as conn:
-            conn.execute(f'GRANT USAGE, CREATE ON SCHEMA public TO "{role}"')
-    return creds
+    return {owner: password}
 
 
 def db_credentials_secret(pg, database, user, password):
@@ -277,9 +270,19 @@ def stack(postgres_server, redis_server, stripe_mock, tmp_path_factory):
     s.pg, s.redis = pg, redis_server
     s.dir = str(tmp_path_factory.mktemp("apps"))
     suffix = uuid.uuid4().hex[:8]
+    # superkube as roles/postgres makes it (tenant_database with the
+    # platform's grants): auth and payment each with their own owner role,
+    # whose name they get as DATABASE_MIGRATION_ROLE, and login roles.
     s.superkube = f"superkube_{suffix}"
-    auth_role, payment_role = f"auth_{suffix}", f"payment_{suffix}"
-    creds = create_database(pg, s.superkube, auth_role, [payment_role])
+    s.auth_owner, s.payment_owner = f"auth_{suffix}", f"payment_{suffix}"
+    auth_role, payment_role = s.auth_owner + "_a", s.payment_owner + "_a"
+    creds = {auth_role: secrets.token_hex(16), payment_role: secrets.token_hex(16)}
+    ensure_collection_link()
+    superkube = superkube_args(pg, s.superkube, s.superkube, [
+        (s.auth_owner, creds[auth_role], "superkube_auth", None),
+        (s.payment_owner, creds[payment_role], "superkube_payment", None)])
+    provisioned = run_module("tenant_database", superkube)
+    assert not provisioned.failed, provisioned.result
     secrets_dir = os.path.join(s.dir, "secrets")
     s.secret = lambda name: os.path.join(secrets_dir, name)
 
@@ -297,17 +300,20 @@ def stack(postgres_server, redis_server, stripe_mock, tmp_path_factory):
         return {"DATABASE_HOST": pg.host, "DATABASE_PORT": str(pg.port), "DATABASE_NAME": database,
                 "DATABASE_CREDENTIALS_DIR": s.secret(secret)}
 
-    s.auth_env = {**db_env("auth-db", s.superkube), "JWT_KEYS_DIR": s.secret("auth-jwt"),
-                  "JWT_TTL_SECONDS": "600"}
+    s.auth_env = {**db_env("auth-db", s.superkube), "DATABASE_MIGRATION_ROLE": s.auth_owner,
+                  "JWT_KEYS_DIR": s.secret("auth-jwt"), "JWT_TTL_SECONDS": "600"}
     s.auth = Service("auth", s.auth_env, s.dir).start()
     s.payment_env = {
-        **db_env("payment-db", s.superkube), "AUTH_URL": s.auth.url,
+        **db_env("payment-db", s.superkube), "DATABASE_MIGRATION_ROLE": s.payment_owner, "AUTH_URL": s.auth.url,
         "STRIPE_API_BASE": stripe_mock,
         "STRIPE_SECRET_KEY_FILE": os.path.join(s.secret("payment-stripe"), "secret_key"),
         "STRIPE_WEBHOOK_SECRETS_FILE": os.path.join(s.secret("payment-stripe"), "webhook_secrets"),
         "CHECKOUT_SUCCESS_URL": "https://superkubernetex.com/billing/success",
         "CHECKOUT_CANCEL_URL": "https://superkubernetex.com/billing/cancel"}
     s.payment = Service("payment", s.payment_env, s.dir).start()
+    # The platform's last step: the grants on the tables their migrations made.
+    settled = run_module("tenant_database", superkube)
+    assert not settled.failed and settled["waiting"] == [], settled.result
     s.frontend = Service("frontend", {
         "AUTH_URL": s.auth.url, "PAYMENT_URL": s.payment.url, "REDIS_HOST": redis_server.host,
         "REDIS_PORT": str(redis_server.port),

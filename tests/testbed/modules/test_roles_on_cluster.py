@@ -127,7 +127,8 @@ def test_databases_then_rotation_then_databases_again(platform_namespaces, tmp_p
     created = first["Create each database with its owner and login roles"]
     assert created["changed"] is True
     assert SUPERUSER_PW not in out
-    assert usernames(prefix) == {prefix + "app/auth-db": "superkube_a", prefix + "app/payment-db": "superkube_a",
+    assert usernames(prefix) == {prefix + "app/auth-db": "superkube_auth_a",
+                                 prefix + "app/payment-db": "superkube_payment_a",
                                  prefix + "instance1/db-credentials": "instance1_a",
                                  prefix + "instance2/db-credentials": "instance2_a"}
 
@@ -147,7 +148,7 @@ def test_databases_then_rotation_then_databases_again(platform_namespaces, tmp_p
     assert "Create each database with its owner and login roles" not in rotated  # nothing else ran
     assert rotated["Rotate the database login of each instance"]["changed"] is True
     names = usernames(prefix)
-    assert set(names.values()) == {"superkube_b", "instance1_b", "instance2_b"}
+    assert set(names.values()) == {"superkube_auth_b", "superkube_payment_b", "instance1_b", "instance2_b"}
 
     after, out = playbook(tmp_path, prefix, "postgres_databases")
     assert after["Create each database with its owner and login roles"]["changed"] is False

@@ -59,6 +59,8 @@ def names(instances, prefix="skx-", reserved=()):
     ([{"name": "a", "host": "auth.example.org"}], "skx-", r"host 'auth.example.org' is already platform_hosts.auth"),
     ([{"name": "superkube"}], "skx-", r"database role 'superkube' is already used by the shared superkube"),
     ([{"name": "superkube-b"}], "skx-", r"database role 'superkube_b' is already used"),
+    ([{"name": "superkube-payment"}], "skx-", r"database role 'superkube_payment' is already used by the shared"),
+    ([{"name": "superkube-auth-b"}], "skx-", r"database role 'superkube_auth_b' is already used"),
     ([{"name": "shop"}, {"name": "shop-b"}], "skx-", r"\[1\] \('shop-b'\): its database role 'shop_b' is already used by"),
     ([{"name": "pg-shop"}], "skx-", r"would start with pg_"),
 ])
