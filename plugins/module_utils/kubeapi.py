@@ -131,10 +131,11 @@ def _exec_credential(spec, base):
 class _Credentials(object):
     """What a connection needs: server URL, TLS context, headers."""
 
-    def __init__(self, server, context, headers):
+    def __init__(self, server, context, headers, server_name=None):
         self.server = server
         self.context = context
         self.headers = headers
+        self.server_name = server_name
 
 
 def _tls_context(cluster, base):
@@ -197,8 +198,6 @@ def credentials(kubeconfig=None, context=None):
     if not server:
         raise KubeConfigError('cluster %s has no server' % ctx['cluster'])
     tls = _tls_context(cluster, cluster_base) if server.startswith('https') else None
-    if tls is not None and cluster.get('tls-server-name'):
-        tls.check_hostname = True
     headers = {}
     cert = key = None
     if user.get('client-certificate-data'):
@@ -228,9 +227,7 @@ def credentials(kubeconfig=None, context=None):
     elif user.get('username'):
         pair = ('%s:%s' % (user['username'], user.get('password') or '')).encode('utf-8')
         headers['Authorization'] = 'Basic ' + base64.b64encode(pair).decode('ascii')
-    result = _Credentials(server, tls, headers)
-    result.server_name = cluster.get('tls-server-name')
-    return result
+    return _Credentials(server, tls, headers, cluster.get('tls-server-name'))
 
 
 def _in_cluster(paths):
@@ -244,9 +241,7 @@ def _in_cluster(paths):
     if ':' in host:
         host = '[%s]' % host
     tls = ssl.create_default_context(cafile=os.path.join(SERVICE_ACCOUNT, 'ca.crt'))
-    result = _Credentials('https://%s:%s' % (host, port or '443'), tls, {'Authorization': 'Bearer ' + token})
-    result.server_name = None
-    return result
+    return _Credentials('https://%s:%s' % (host, port or '443'), tls, {'Authorization': 'Bearer ' + token})
 
 
 class _HTTPSConnection(HTTPSConnection if HTTPSConnection else object):
@@ -268,13 +263,13 @@ class KubeClient(object):
         url = urlsplit(creds.server)
         self.url = url
         self.tls = creds.context
-        self.server_name = getattr(creds, 'server_name', None)
+        self.server_name = creds.server_name
         self.prefix = url.path.rstrip('/')
         self.headers = dict(creds.headers, Accept='application/json')
         self.timeout = timeout
         host, port = url.hostname, url.port
         if url.scheme == 'https':
-            server_name = getattr(creds, 'server_name', None)
+            server_name = creds.server_name
 
             def connect():
                 conn = _HTTPSConnection(host, port or 443, context=creds.context, timeout=timeout)

@@ -121,3 +121,14 @@ def test_paths_of_a_server_behind_a_prefix_keep_the_prefix(tmp_path):
                       clusters=[{"name": "c", "cluster": {"server": "http://127.0.0.1:1/k8s/clusters/c-1/"}}])
     client = KubeClient(path)
     assert client.prefix == "/k8s/clusters/c-1"
+
+
+def test_insecure_skip_tls_verify_stays_unverified_with_a_tls_server_name(tmp_path):
+    import ssl
+    path = kubeconfig(tmp_path / "config", [{"name": "u", "user": {"token": "t"}}], [ctx("main")],
+                      clusters=[{"name": "c", "cluster": {"server": "https://127.0.0.1:6443",
+                                                         "insecure-skip-tls-verify": True,
+                                                         "tls-server-name": "api.internal"}}])
+    creds = credentials(path)
+    assert creds.context.verify_mode == ssl.CERT_NONE and not creds.context.check_hostname
+    assert creds.server_name == "api.internal"
