@@ -8,13 +8,14 @@ __metaclass__ = type
 
 DOCUMENTATION = r'''
 module: kube_absent
-short_description: Make sure one Kubernetes object does not exist
+short_description: Make sure Kubernetes objects do not exist
 version_added: 0.3.0
 description:
-  - Deletes the object O(kind)/O(name) (in O(namespace)) when it exists,
-    with foreground propagation (its dependents go first), and with
-    O(wait) waits until the API no longer has it. An absent object, or a
-    kind the API does not serve, is left as it is (not changed).
+  - Deletes the object O(kind)/O(name) (in O(namespace)), or each object of
+    O(objects), when it exists, with foreground propagation (its dependents
+    go first), and with O(wait) waits until the API no longer has it. An
+    absent object, or a kind the API does not serve, is left as it is (not
+    changed).
   - The counterpart of C(superkubernetex.platform.manifests) for removals,
     with the same API client (C(module_utils/kubeapi.py)).
 author:
@@ -25,16 +26,36 @@ options:
     type: str
     default: v1
   kind:
-    description: Kind of the object.
+    description: Kind of the object. Required without O(objects).
     type: str
-    required: true
   name:
-    description: Name of the object.
+    description: Name of the object. Required without O(objects).
     type: str
-    required: true
   namespace:
     description: Namespace of a namespaced object.
     type: str
+  objects:
+    description:
+      - Several objects, removed in this order with one client, instead of
+        O(api_version), O(kind), O(name) and O(namespace).
+    type: list
+    elements: dict
+    suboptions:
+      api_version:
+        description: API group and version of O(objects[].kind).
+        type: str
+        default: v1
+      kind:
+        description: Kind of the object.
+        type: str
+        required: true
+      name:
+        description: Name of the object.
+        type: str
+        required: true
+      namespace:
+        description: Namespace of a namespaced object.
+        type: str
   wait:
     description: Wait until the object is gone (its finalizers done). Not in check mode.
     type: bool
@@ -58,13 +79,24 @@ EXAMPLES = r'''
     kind: CronJob
     namespace: skx-data
     name: backup-snapshots
+
+- name: Remove a DaemonSet and its NetworkPolicy
+  superkubernetex.platform.kube_absent:
+    objects:
+      - {api_version: apps/v1, kind: DaemonSet, namespace: skx-monitoring, name: node-exporter}
+      - {api_version: networking.k8s.io/v1, kind: NetworkPolicy, namespace: skx-monitoring, name: node-exporter}
 '''
 
 RETURN = r'''
 object:
   description: kind/namespace/name of the object.
-  returned: always
+  returned: without O(objects)
   type: str
+deleted:
+  description: kind/namespace/name of each object deleted (or, in check mode, that would be).
+  returned: always
+  type: list
+  elements: str
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -77,27 +109,45 @@ def main():
     argument_spec = kube_argument_spec()
     argument_spec.update(
         api_version=dict(type='str', default='v1'),
-        kind=dict(type='str', required=True),
-        name=dict(type='str', required=True),
+        kind=dict(type='str'),
+        name=dict(type='str'),
         namespace=dict(type='str'),
+        objects=dict(type='list', elements='dict', options=dict(
+            api_version=dict(type='str', default='v1'),
+            kind=dict(type='str', required=True),
+            name=dict(type='str', required=True),
+            namespace=dict(type='str'),
+        )),
         wait=dict(type='bool', default=False),
         wait_timeout=dict(type='int', default=300),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           mutually_exclusive=[('objects', 'kind'), ('objects', 'name')],
+                           required_one_of=[('objects', 'kind')],
+                           required_by={'kind': 'name'})
     p = module.params
-    label = '/'.join(x for x in (p['kind'], p['namespace'], p['name']) if x)
+    single = p['objects'] is None
+    objects = [dict((k, p[k]) for k in ('api_version', 'kind', 'name', 'namespace'))] if single else p['objects']
+    deleted = []
+    label = None
     try:
         api = KubeClient(p['kubeconfig'], p['context'])
-        if api.resource(p['api_version'], p['kind']) is None:
-            module.exit_json(changed=False, object=label, msg='the API serves no %s' % p['kind'])
-        deleted = api.delete(p['api_version'], p['kind'], p['name'], p['namespace'], dry_run=module.check_mode)
-        if deleted and p['wait'] and not module.check_mode:
-            api.wait_gone(p['api_version'], p['kind'], p['name'], p['namespace'], timeout=p['wait_timeout'])
+        for o in objects:
+            label = '/'.join(x for x in (o['kind'], o['namespace'], o['name']) if x)
+            if api.resource(o['api_version'], o['kind']) is None:
+                continue
+            if api.delete(o['api_version'], o['kind'], o['name'], o['namespace'], dry_run=module.check_mode):
+                deleted.append(label)
+                if p['wait'] and not module.check_mode:
+                    api.wait_gone(o['api_version'], o['kind'], o['name'], o['namespace'], timeout=p['wait_timeout'])
     except (KubeConfigError, IOError, OSError, ValueError) as e:
-        module.fail_json(msg='cannot reach the cluster: %s' % e, object=label)
+        module.fail_json(msg='cannot reach the cluster: %s' % e, object=label, deleted=deleted)
     except ApiError as e:
-        module.fail_json(msg='%s: %s' % (label, e.message), object=label)
-    module.exit_json(changed=deleted, object=label)
+        module.fail_json(msg='%s: %s' % (label, e.message), object=label, deleted=deleted)
+    result = dict(changed=bool(deleted), deleted=deleted)
+    if single:
+        result['object'] = label
+    module.exit_json(**result)
 
 
 if __name__ == '__main__':

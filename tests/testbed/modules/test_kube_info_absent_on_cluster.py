@@ -45,3 +45,24 @@ def test_kube_absent_previews_deletes_and_is_then_unchanged(ns, run_module):
     assert ns.run("get", "configmap", "doomed", check=False).returncode != 0
     again = run_module("kube_absent", args)
     assert not again.failed and not again["changed"]
+
+
+def test_kube_absent_removes_a_list_of_objects_in_one_run(ns, run_module):
+    # What a run does with objects an earlier release left behind: one
+    # module run for the list, absent ones and unserved kinds skipped.
+    configmap(ns, "old-a", {"app": "t"})
+    configmap(ns, "old-b", {"app": "t"})
+    objects = [dict(kind="ConfigMap", namespace=ns.namespace, name="old-a"),
+               dict(kind="ConfigMap", namespace=ns.namespace, name="never-there"),
+               dict(api_version="example.invalid/v1", kind="Widget", namespace=ns.namespace, name="w"),
+               dict(kind="ConfigMap", namespace=ns.namespace, name="old-b")]
+    args = dict(objects=objects, kubeconfig=KUBECONFIG, wait=True)
+    preview = run_module("kube_absent", args, check=True)
+    assert preview["changed"] and ns.json("get", "configmap", "old-a")["metadata"]["name"] == "old-a"
+    first = run_module("kube_absent", args)
+    assert first["deleted"] == [f"ConfigMap/{ns.namespace}/old-a", f"ConfigMap/{ns.namespace}/old-b"]
+    assert ns.run("get", "configmap", "old-a", "old-b", check=False).stdout == ""
+    again = run_module("kube_absent", args)
+    assert not again.failed and not again["changed"] and again["deleted"] == []
+    both = run_module("kube_absent", dict(args, kind="ConfigMap", name="x"))
+    assert both.failed and "mutually exclusive" in both["msg"]
