@@ -16,7 +16,7 @@ KUBECTL=/var/cache/skx-testbed/bin/kubectl
 [ -x "$KUBECTL" ] || KUBECTL=$(command -v kubectl)
 PLAYBOOK=.venv/bin/ansible-playbook
 export PATH="$PWD/.venv/bin:$PATH"
-NAMESPACES=(skx-app skx-data skx-monitoring skx-logging skx-instance1 skx-instance2 skx-instance3)
+NAMESPACES=(skx-app skx-data skx-monitoring skx-logging skx-node-agents skx-instance1 skx-instance2 skx-instance3)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 

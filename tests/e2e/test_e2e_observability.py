@@ -30,6 +30,7 @@ from lib.monitoring_support import SMTPSink, WebhookSink, start_sinks
 
 MONITORING = "skx-monitoring"
 LOGGING = "skx-logging"
+NODE_AGENTS = "skx-node-agents"
 KSM = SETTINGS.get("monitoring_kube_state_metrics_enabled", True)
 DASHBOARDS = os.path.join(ROOT, "roles", "monitoring", "files", "dashboards")
 TENANTS = ["instance1", "instance2", "instance3"]
@@ -123,7 +124,7 @@ def test_every_scrape_target_is_up(prometheus):
         assert ("skx-app", service, "shared") in pods
     for service in ("postgres", "redis"):
         assert ("skx-data", service, "shared") in pods
-    assert (LOGGING, "vlagent", "shared") in pods and (LOGGING, "victoria-logs", "shared") in pods
+    assert (NODE_AGENTS, "vlagent", "shared") in pods and (LOGGING, "victoria-logs", "shared") in pods
     print(f"{len(active)} targets up: " + ", ".join(
         f"{job}={sum(t['labels']['job'] == job for t in active)}" for job in sorted(jobs)))
 

@@ -13,6 +13,9 @@ NAMESPACES = ["skx-app", "skx-data", "skx-instance1", "skx-instance2", "skx-inst
 # Layers the testbed inventory turns off (with its reason) have no pods to check.
 NAMESPACES += [ns for ns, layer in [("skx-monitoring", "platform_monitoring_enabled"),
                                     ("skx-logging", "platform_logging_enabled")] if SETTINGS.get(layer, True)]
+# node-exporter and the log collector.
+NAMESPACES += ["skx-node-agents"] if SETTINGS.get("platform_monitoring_enabled", True) or \
+    SETTINGS.get("platform_logging_enabled", True) else []
 
 
 def pods(namespace):

@@ -35,9 +35,10 @@ INGRESS_CONTROLLER = pod("kube-system", {"app.kubernetes.io/name": "traefik"},
 # Cluster DNS as namespaces_dns_namespace/namespaces_dns_labels select it.
 KUBE_DNS = pod("kube-system", {"k8s-app": "kube-dns"}, [(53, "UDP", "dns"), (53, "TCP", "dns-tcp")],
                name="kube-dns")
-# The policies allow the API server by port only (443, the kubernetes Service;
-# 6443, the k3s servers after the Service translation), to any address: one
-# k3s server address of inventories/vm stands for it.
+# The API server (443, the kubernetes Service; 6443, the k3s servers after
+# the Service translation), at one k3s server address of inventories/vm. The
+# render of inventories/vm, without a cluster to read its addresses from,
+# allows it by port only, at any address (platform_api_server_cidrs).
 API_SERVER = outside("192.0.2.11", "Kubernetes API")
 API_PORTS = ((443, "TCP"), (6443, "TCP"))
 INTERNET = outside("203.0.113.10", "internet")

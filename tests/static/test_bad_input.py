@@ -27,6 +27,11 @@ def render_with(tmp_path, **extra):
     ({"platform_images": {"postgres": "postgres"}}, "platform_images.postgres must be a full image reference"),
     ({"postgres_storage_size": "lots"}, "postgres_storage_size must be a quantity"),
     ({"app_replicas_min": "two"}, "app_replicas_min"),
+    # An inventory written before the node agents had their namespace.
+    ({"platform_namespaces": {"app": "skx-app", "data": "skx-data", "monitoring": "skx-monitoring",
+                              "logging": "skx-logging", "ingress": "kube-system"}},
+     "platform_namespaces must map app, data, monitoring, logging, node_agents and ingress"),
+    ({"platform_api_server_cidrs": ["api.example.com"]}, "platform_api_server_cidrs must be a list of CIDRs"),
 ])
 def test_render_refuses_bad_input(tmp_path, extra, message):
     proc = render_with(tmp_path, **extra)

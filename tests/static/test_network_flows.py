@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from lib.netpol import Cluster, allowed, pod, verdict
-from lib.network_flows import (BEGIN, END, INGRESS_CONTROLLER, INTERNET, OUTSIDE_SOURCES, REGENERATE,
+from lib.network_flows import (API_SERVER, BEGIN, END, INGRESS_CONTROLLER, INTERNET, OUTSIDE_SOURCES, REGENERATE,
                                candidate_ports, generated_part, load_objects, table, tenant_namespaces, workloads)
 from static_support import ROOT, run_ansible
 
@@ -161,3 +161,27 @@ def test_third_parties_are_reachable_only_when_configured_on_their_port_and_list
     cluster, pods = Cluster(objects), workloads(objects)
     for name, ports in expected.items():
         assert internet_ports_of(cluster, pods, name) == ports, name
+
+
+API_CALLERS = ("prometheus", "kube-state-metrics", "vlagent")
+
+
+@pytest.mark.parametrize("cidrs, internet", [
+    ([], [(443, "TCP"), (6443, "TCP")]),
+    (["192.0.2.11/32"], []),
+], ids=["render-without-cluster", "addresses-known"])
+def test_the_pods_that_call_the_api_reach_its_addresses_only_once_known(tmp_path, cidrs, internet):
+    """The API callers' egress on 443 and 6443 goes to the API server's
+    addresses (platform_api_server_cidrs, or read from the cluster at deploy
+    time, which tests/e2e/test_e2e_observability.py relies on); a render
+    without them writes any address."""
+    out = tmp_path / "manifests"
+    run_ansible("ansible-playbook", "playbooks/render.yml", "-i", "inventories/vm",
+                "--tags", "namespaces,monitoring,logging",
+                "-e", f"platform_render_dir={out}", "-e", json.dumps({"platform_api_server_cidrs": cidrs}))
+    objects = load_objects(out)
+    cluster, pods = Cluster(objects), workloads(objects)
+    for name in API_CALLERS:
+        [source] = [p for p in pods if p.labels.get("app.kubernetes.io/name") == name]
+        assert allowed(cluster, source, API_SERVER, 6443, "TCP"), name
+        assert [(port, "TCP") for port in (443, 6443) if allowed(cluster, source, INTERNET, port, "TCP")] == internet
