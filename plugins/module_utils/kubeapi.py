@@ -183,7 +183,7 @@ def credentials(kubeconfig=None, context=None):
     name = context or config['current']
     if not name or name not in config['contexts']:
         raise KubeConfigError('the kubeconfig (%s) has no context %s' % (', '.join(paths), name or '(none set)'))
-    ctx, _ = config['contexts'][name]
+    ctx = config['contexts'][name][0]
     if ctx.get('cluster') not in config['clusters']:
         raise KubeConfigError('context %s names cluster %s, which the kubeconfig lacks' % (name, ctx.get('cluster')))
     cluster, cluster_base = config['clusters'][ctx['cluster']]

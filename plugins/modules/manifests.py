@@ -126,7 +126,6 @@ objects:
       type: str
 '''
 
-import json
 import time
 
 from ansible.module_utils.basic import AnsibleModule
