@@ -26,7 +26,7 @@ TEMPLATES = sorted(
     if "apiVersion:" in open(path).read() or os.path.basename(path).startswith("_"))
 
 # Templates whose whole rendered text a pod annotation hashes
-# (checksum/config: {{ lookup('ansible.builtin.template', 'configmap.yaml.j2') | hash('sha256') }}):
+# (checksum/config: {{ lookup('superkubernetex.platform.template', 'configmap.yaml.j2') | hash('sha256') }}):
 # rewriting their labels would change the hash and restart the pods (the
 # app and tenant Deployments, PostgreSQL and Redis, one replica each of the
 # last two), so they keep their labels text as it was, the common labels
@@ -109,7 +109,7 @@ def test_every_labels_key_is_written_inline_from_the_common_labels():
 @pytest.mark.parametrize("name", sorted(HASHED_AS_TEXT))
 def test_the_hashed_templates_keep_their_labels_text(name):
     role, template = name.split("/")[1], os.path.basename(name)
-    hashed = f"lookup('ansible.builtin.template', '{template}') | hash("
+    hashed = f"lookup('superkubernetex.platform.template', '{template}') | hash("
     assert any(hashed in open(path).read() for path in glob.glob(os.path.join(ROOT, "roles", role, "templates/*.j2"))), (
         f"{name} is no longer hashed: write its labels like every other template and remove it from HASHED_AS_TEXT")
     text = open(os.path.join(ROOT, name)).read()
