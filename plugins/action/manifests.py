@@ -23,11 +23,6 @@ try:
 except ImportError:  # ansible-core < 2.19
     trust_as_template = None
 
-try:  # ansible-core >= 2.19
-    from ansible._internal._templating._jinja_bits import AnsibleEnvironment, _TemplateCompileContext
-except ImportError:
-    AnsibleEnvironment = None
-
 # Unset options take these platform settings (roles/platform/defaults).
 PLATFORM_DEFAULTS = dict(
     field_manager='platform_field_manager',
@@ -63,47 +58,12 @@ class ActionModule(ActionBase):
         if trust_as_template is not None:
             text = trust_as_template(text)
         searchpath = list(task_vars.get('ansible_search_path', [])) + [os.path.dirname(source)]
-        # One templar (so one Jinja environment, whose compiled templates
-        # the cache below keeps) for the templates of one folder.
-        key = tuple(searchpath)
-        templar = self._templars.get(key)
-        if templar is None:
-            templar = self._templars[key] = self._templar.copy_with_new_env(searchpath=searchpath,
-                                                                            available_variables=task_vars)
+        templar = self._templar.copy_with_new_env(searchpath=searchpath, available_variables=task_vars)
         if trust_as_template is not None:
             return templar.template(text, escape_backslashes=False, preserve_trailing_newlines=True)
         return templar.do_template(text, escape_backslashes=False, preserve_trailing_newlines=True)
 
     def run(self, tmp=None, task_vars=None):
-        self._templars = {}
-        if AnsibleEnvironment is None:
-            return self._run(tmp, task_vars)
-        # Every read of a templated variable (platform_hosts, the service
-        # addresses, ...) compiles its template strings again: about 1800
-        # compiles in a render, 750 of them distinct within their call. For
-        # this call, each environment compiles a source once (ansible-core
-        # 2.19's private AnsibleEnvironment, patched in this worker process
-        # for the call only; without it, no cache). The entry keeps its
-        # environment alive, so that its id is not reused within the call.
-        original = AnsibleEnvironment.from_string
-        compiled = {}
-
-        def from_string(env, source, *args, **kwargs):
-            if args or kwargs or not isinstance(source, str):
-                return original(env, source, *args, **kwargs)
-            context = _TemplateCompileContext.current(optional=True)
-            key = (id(env), str(source), bool(context and context.escape_backslashes))
-            if key not in compiled:
-                compiled[key] = (env, original(env, source))
-            return compiled[key][1]
-
-        AnsibleEnvironment.from_string = from_string
-        try:
-            return self._run(tmp, task_vars)
-        finally:
-            AnsibleEnvironment.from_string = original
-
-    def _run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         task_vars = task_vars or {}
         args = dict(self._task.args)
