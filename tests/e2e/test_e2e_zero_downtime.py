@@ -25,8 +25,8 @@ WORKLOADS = [("skx-app", "frontend"), ("skx-app", "auth"), ("skx-app", "payment"
     (f"skx-{i}", "instance") for i in INSTANCES]
 PASSWORD = "zero downtime password"
 # stripe-mock takes any well-formed test key: these replace the inventory's.
-ROTATED_STRIPE = {"app_stripe_secret_key": "sk_test_rotated0e2e0keys0kept",
-                  "app_stripe_webhook_secret": "whsec_rotated0e2e0keys0kept"}
+ROTATED_STRIPE = {"services_stripe_secret_key": "sk_test_rotated0e2e0keys0kept",
+                  "services_stripe_webhook_secret": "whsec_rotated0e2e0keys0kept"}
 
 
 def wait(fn, timeout, interval=3, what="condition"):
@@ -143,7 +143,7 @@ def test_an_ordinary_run_after_the_rotation_keeps_every_rotated_credential_worki
             "redis": ("skx-data", "redis-auth"), "redis (frontend copy)": ("skx-app", "redis-auth"),
             "jwt": ("skx-app", "auth-jwt"), "stripe": ("skx-app", "payment-stripe")}.items()}
     rotated = credentials()
-    assert rotated["stripe"]["secret_key"] == ROTATED_STRIPE["app_stripe_secret_key"], \
+    assert rotated["stripe"]["secret_key"] == ROTATED_STRIPE["services_stripe_secret_key"], \
         "run the rotation test first: the Stripe keys were not rotated"
     env = playbook_env()
     playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")

@@ -26,7 +26,9 @@ def render_with(tmp_path, **extra):
     ({"platform_domain": "Not A Domain"}, "platform_domain must be a lower-case DNS name"),
     ({"platform_images": {"postgres": "postgres"}}, "platform_images.postgres must be a full image reference"),
     ({"postgres_storage_size": "lots"}, "postgres_storage_size must be a quantity"),
-    ({"app_replicas_min": "two"}, "app_replicas_min"),
+    ({"services_replicas_min": "two"}, "services_replicas_min"),
+    # An inventory written before the shared services had a role of their own.
+    ({"app_stripe_mock": True}, "app_stripe_mock was renamed services_stripe_mock: rename it in the inventory"),
     # An inventory written before the node agents had their namespace.
     ({"platform_namespaces": {"app": "skx-app", "data": "skx-data", "monitoring": "skx-monitoring",
                               "logging": "skx-logging", "ingress": "kube-system"}},
@@ -54,15 +56,15 @@ def test_an_even_number_of_etcd_servers_is_refused(tmp_path):
 
 @pytest.mark.parametrize("stripe_key, messages", [
     ("{{ vault_stripe_secret_key }}", ["'vault_stripe_secret_key' is undefined", "vault.example.yml"]),
-    ("", ["app_stripe_secret_key and app_stripe_webhook_secret must be set"]),
+    ("", ["services_stripe_secret_key and services_stripe_webhook_secret must be set"]),
 ])
 def test_missing_stripe_keys_are_named(tmp_path, stripe_key, messages):
     playbook = tmp_path / "play.yml"
     playbook.write_text(
         "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
-        "    - ansible.builtin.include_role:\n        name: superkubernetex.platform.app\n"
-        "        tasks_from: preflight.yml\n      vars:\n        app_name: payment\n"
-        f"        app_stripe_secret_key: {json.dumps(stripe_key)}\n")
+        "    - ansible.builtin.include_role:\n        name: superkubernetex.platform.services\n"
+        "        tasks_from: preflight.yml\n      vars:\n"
+        f"        services_stripe_secret_key: {json.dumps(stripe_key)}\n")
     proc = run_ansible("ansible-playbook", str(playbook), "-i", "localhost,", "-c", "local", check=False)
     assert proc.returncode != 0
     for message in messages:

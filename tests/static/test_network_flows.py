@@ -132,7 +132,7 @@ THIRD_PARTY_PORTS = (25, 80, 443, 465, 587, 2525, 8443, 9090, 9428)
 
 THIRD_PARTIES_OFF = dict(monitoring_alertmanager_email_to="", monitoring_alertmanager_slack_webhook_url="",
                          monitoring_alertmanager_deadmansswitch_url="", monitoring_grafana_plugins=[],
-                         app_stripe_mock=True)
+                         services_stripe_mock=True)
 THIRD_PARTIES_ON = dict(monitoring_alertmanager_email_to="ops@example.com",
                         monitoring_alertmanager_smtp_smarthost="smtp.example.com:2525",
                         monitoring_alertmanager_smtp_from="alerts@example.com",

@@ -73,9 +73,9 @@ def test_vm_reaches_the_hosts_only_after_the_validation(tmp_path):
 
 
 BAD = [
-    ({"vault_stripe_secret_key": "pk_live_51HxYzPublishableKey"}, "app_stripe_secret_key must be a Stripe secret"),
+    ({"vault_stripe_secret_key": "pk_live_51HxYzPublishableKey"}, "services_stripe_secret_key must be a Stripe secret"),
     ({"vault_stripe_secret_key": "sk_live_CHANGE_ME"}, "vault_stripe_secret_key"),
-    ({"vault_stripe_webhook_secret": "not-a-webhook-secret"}, "app_stripe_webhook_secret a webhook signing secret"),
+    ({"vault_stripe_webhook_secret": "not-a-webhook-secret"}, "services_stripe_webhook_secret a webhook signing secret"),
     ({"vault_alertmanager_slack_webhook_url": "http://hooks.slack.com/services/T0/B0/x"},
      "monitoring_alertmanager_slack_webhook_url and monitoring_alertmanager_deadmansswitch_url must be\nhttps://"),
     ({"monitoring_alertmanager_email_to": "ops@example.com", "monitoring_alertmanager_smtp_from": "am@example.com",
@@ -122,7 +122,7 @@ def test_vm_bad_value_stops_before_any_host(tmp_path, extra, message):
 
 @pytest.mark.parametrize("name", ["existing", "local", "testbed"])
 @pytest.mark.parametrize("extra, message", [
-    ({"app_stripe_secret_key": "pk_test_123"}, "app_stripe_secret_key must be a Stripe secret"),
+    ({"services_stripe_secret_key": "pk_test_123"}, "services_stripe_secret_key must be a Stripe secret"),
     ({"platform_instances": [{"name": "data"}]}, "is already platform_namespaces.data"),
 ])
 def test_other_inventories_stop_bad_values_before_the_cluster(tmp_path, name, extra, message):

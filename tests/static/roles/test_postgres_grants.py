@@ -81,8 +81,8 @@ def test_each_table_belongs_to_one_service_and_no_service_touches_the_other():
 
 def test_the_apps_migrate_as_their_owner_role_and_log_in_with_their_own_secret():
     superkube = platform_vars()["__postgres_superkube"]
-    with open(os.path.join(ROOT, "roles", "app", "defaults", "main.yml")) as f:
-        services = yaml.safe_load(f)["app_services"]
+    with open(os.path.join(ROOT, "roles", "services", "defaults", "main.yml")) as f:
+        services = yaml.safe_load(f)["services_definitions"]
     for svc in superkube["services"]:
         app = svc["secret"]["app"]
         assert services[app]["env"]["DATABASE_MIGRATION_ROLE"] == svc["owner"], app

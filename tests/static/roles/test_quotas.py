@@ -51,7 +51,7 @@ SCENARIOS = {
             {"name": "instance4", "replicas_max": 8},
             {"name": "instance5", "replicas_min": 1, "replicas_max": 3},
         ],
-        "app_stripe_mock": True,
+        "services_stripe_mock": True,
         "backups_snapshot_class": "csi-snapshots",
     },
 }
