@@ -61,7 +61,7 @@ def playbook(tmp_path, prefix, tags):
     extra = {
         "platform_kubeconfig": KUBECONFIG,
         "platform_namespaces": {"app": prefix + "app", "data": prefix + "data", "monitoring": prefix + "mon",
-                                "logging": prefix + "log", "ingress": "kube-system"},
+                                "logging": prefix + "log", "node_agents": prefix + "agents", "ingress": "kube-system"},
         "platform_instance_namespace_prefix": prefix,
         "platform_instances": [{"name": "instance1"}, {"name": "instance2"}],
         "postgres_metrics_role": "skx_metrics",
