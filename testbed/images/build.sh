@@ -4,12 +4,14 @@
 #   REF          image reference, e.g. docker.io/library/redis:7.0
 #   KIND         debian  (root filesystem from Debian packages via mmdebstrap)
 #                static  (static Go binaries on a minimal base: passwd, CA bundle, /tmp)
+#                dockerfile (an image the collection ships: buildah builds CONTEXT/Dockerfile,
+#                        as playbooks/images.yml does, FROM the image of definition BASE)
 #   PACKAGES     (debian) Debian packages to install, space separated
 #   USERS        (debian) "name:uid:gid:home" entries created before packages are installed
 #   CUSTOMIZE    (debian) shell run after install with the root fs as $1 (mmdebstrap customize hook)
 #   NEEDS        (static) build function(s) from lib/components.sh to run first
-#   BASE         (app) name of another definition whose image this one extends, e.g. python-base
-#   TREES=( "SRCDIR:DESTDIR[:UID]" ... )  (app) directories copied in; SRCDIR relative to the repository root
+#   BASE         (dockerfile) the definition of the image its FROM names, e.g. debian
+#   CONTEXT      (dockerfile) folder of the Dockerfile, relative to the repository root
 #   ADD=( "SRC:DEST[:MODE]" ... )  files; SRC relative to testbed/images/files or absolute ($SKX_CACHE/bin/...)
 #   SYMLINKS=( "TARGET:DEST" ... ), DIRS=( "DEST[:MODE[:UID]]" ... )
 #   ENTRYPOINT / CMD (JSON lists), ENV=( "K=V" ... ), PORTS="5432/tcp ...", USER, WORKDIR, VOLUMES, STOP_SIGNAL
@@ -37,7 +39,7 @@ norm_ref() {
 # _image_load DEF: reset and source a definition in the current (sub)shell
 _image_load() {
   REF="" KIND="" PACKAGES="" USERS="" CUSTOMIZE="" NEEDS="" ENTRYPOINT="" CMD="" PORTS="" USER="" WORKDIR=""
-  VOLUMES="" STOP_SIGNAL="" BASE="" ADD=() SYMLINKS=() DIRS=() ENV=() TREES=()
+  VOLUMES="" STOP_SIGNAL="" BASE="" CONTEXT="" ADD=() SYMLINKS=() DIRS=() ENV=()
   # shellcheck disable=SC1090
   . "$1"
   REF=$(norm_ref "$REF")
@@ -48,18 +50,17 @@ _image_key() { # def (loaded) -> hash of what it sets, referenced files and bina
   {
     # The values, not the file's text: a definition may source shared settings (app.inc).
     declare -p REF KIND PACKAGES USERS CUSTOMIZE NEEDS ENTRYPOINT CMD PORTS USER WORKDIR VOLUMES STOP_SIGNAL \
-      BASE ADD SYMLINKS DIRS ENV TREES
+      BASE CONTEXT ADD SYMLINKS DIRS ENV
+    if [ -n "$CONTEXT" ]; then
+      (cd "$TESTBED_DIR/../$CONTEXT" 2>/dev/null && find . -type f ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 -r sha256sum) \
+        || echo "missing $CONTEXT"
+    fi
     cat "$IMAGES_DIR/mkimage.py"
     echo "$DEBIAN_SUITE"
     if [ "$KIND" = debian ]; then _rootfs_key; fi
     for a in "${ADD[@]}"; do
       src=${a%%:*}; [ "${src#/}" = "$src" ] && src="$IMAGES_DIR/files/$src"
       sha256sum "$src" 2>/dev/null || echo "missing $src"
-    done
-    local t
-    for t in "${TREES[@]}"; do
-      src=${t%%:*}; [ "${src#/}" = "$src" ] && src="$TESTBED_DIR/../$src"
-      (cd "$src" 2>/dev/null && find . -type f ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 -r sha256sum) || echo "missing $src"
     done
     if [ -n "$BASE" ]; then image_tar "$IMAGES_DIR/defs/$BASE.sh"; fi
   } | sha256sum | cut -c1-16
@@ -126,14 +127,10 @@ build_image() { # def
       --add "$base/nsswitch.conf:/etc/nsswitch.conf:0644"
       --add "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:0644"
       --dir "/tmp:1777" --dir "/etc/ssl/certs")
-  elif [ "$KIND" = app ]; then
-    [ -n "$BASE" ] || die "$def: KIND=app needs BASE"
-    ( build_image "$IMAGES_DIR/defs/$BASE.sh" ) || die "base image $BASE failed"
-    args+=(--base "$(image_tar "$IMAGES_DIR/defs/$BASE.sh")")
-    for a in "${TREES[@]}"; do
-      src=${a%%:*}; [ "${src#/}" = "$src" ] && a="$(cd "$TESTBED_DIR/.." && pwd)/$a"
-      args+=(--add-dir "$a")
-    done
+  elif [ "$KIND" = dockerfile ]; then
+    _build_dockerfile "$def" "$out"
+    find "$SKX_CACHE/images" -maxdepth 1 -name "$name-????????????????.tar" ! -path "$out" -delete
+    return 0
   else
     die "unknown KIND '$KIND' in $def"
   fi
@@ -155,6 +152,45 @@ build_image() { # def
     || die "packing $REF failed"
   # drop archives of older definitions of this image
   find "$SKX_CACHE/images" -maxdepth 1 -name "$name-????????????????.tar" ! -path "$out" -delete
+}
+
+# platform_setting NAME: a setting's default in roles/platform/defaults/main.yml
+# (the images' registry and version: one source for the collection and the testbed).
+platform_setting() {
+  sed -n "s/^$1: *\"\{0,1\}\([^\"]*\)\"\{0,1\} *\$/\1/p" "$TESTBED_DIR/../roles/platform/defaults/main.yml"
+}
+
+# buildah with a storage of the testbed's own: scratch space of one build
+# step (its layer cache serves the four app images built from one
+# Dockerfile), removed by buildah_cleanup when the step ends, so the cache
+# keeps only the image archives.
+BUILDAH_DIR="$SKX_CACHE/images/work/buildah"
+buildah_() { buildah --root "$BUILDAH_DIR/storage" --runroot "$BUILDAH_DIR/run" "$@"; }
+buildah_cleanup() { rm -rf "$BUILDAH_DIR"; }
+
+# _build_dockerfile DEF OUT: the collection's own build of CONTEXT/Dockerfile
+# (roles/images runs the same buildah build), written as an OCI archive. The
+# base image is loaded from its archive before every build, so the build
+# never depends on what buildah's storage holds from an earlier one.
+_build_dockerfile() {
+  local def=$1 out=$2 base_def base_ref version
+  [ -n "$BASE" ] && [ -n "$CONTEXT" ] || die "$def: KIND=dockerfile needs BASE and CONTEXT"
+  base_def="$IMAGES_DIR/defs/$BASE.sh"
+  ( build_image "$base_def" ) || die "base image $BASE failed"
+  base_ref=$( _image_load "$base_def"; echo "$REF" )
+  version=${REF##*:}
+  mkdir -p "$BUILDAH_DIR"
+  local id
+  id=$(buildah_ pull --quiet "oci-archive:$(image_tar "$base_def")") || die "loading $base_ref into buildah failed"
+  buildah_ tag "$id" "$base_ref" || die "tagging $base_ref failed"
+  log "building image $REF (buildah, $CONTEXT/Dockerfile)"
+  nice -n 10 buildah --root "$BUILDAH_DIR/storage" --runroot "$BUILDAH_DIR/run" build --quiet --layers --pull=never --isolation chroot --build-arg "VERSION=$version" \
+    --tag "$REF" --file "$TESTBED_DIR/../$CONTEXT/Dockerfile" "$TESTBED_DIR/../$CONTEXT" \
+    >"$SKX_CACHE/images/work/$(basename "$def" .sh).log" 2>&1 \
+    || { tail -30 "$SKX_CACHE/images/work/$(basename "$def" .sh).log" >&2; die "buildah build of $REF failed"; }
+  rm -f "$out.tmp"
+  buildah_ push --quiet "$REF" "oci-archive:$out.tmp:$REF" || die "exporting $REF failed"
+  mv "$out.tmp" "$out"
 }
 
 image_defs() { ls "$IMAGES_DIR"/defs/*.sh; }

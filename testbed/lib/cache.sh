@@ -11,6 +11,7 @@
 #   images/rootfs/<name>-<hash16>.tar   a Debian root filesystem, keyed by its packages
 #   debs/<package>_<version>_<arch>.deb downloaded Debian packages
 #   images/work/, logs/            scratch and build logs, rewritten by each build, never read as input
+#                                  (images/work/buildah: buildah's storage during one build step, then removed)
 #   .up.lock                       up's lock file
 
 # Prints one line per cache entry that is not a versioned build artefact.

@@ -5,9 +5,15 @@ bin_k8s() { echo "$SKX_CACHE/bin/kubernetes-$K8S_VERSION/$1"; }
 build_all() {
   . "$TESTBED_DIR/images/build.sh"
   # Debian image root filesystems are mostly download/dpkg work: build them next to the Go builds.
-  local deb_defs=() static_defs=() d
+  local deb_defs=() static_defs=() late_defs=() d kind
   for d in $(image_defs); do
-    if [ "$( _image_load "$d"; echo "$KIND" )" = debian ]; then deb_defs+=("$d"); else static_defs+=("$d"); fi
+    kind=$( _image_load "$d"; echo "$KIND" )
+    case "$kind" in
+      debian) deb_defs+=("$d") ;;
+      # built on a Debian base image: after the Debian builds, never beside them
+      dockerfile) late_defs+=("$d") ;;
+      *) static_defs+=("$d") ;;
+    esac
   done
   local imglog="$SKX_CACHE/logs/images-$(date +%s)" pids=() q1=() q2=() i p
   mkdir -p "$SKX_CACHE/logs"
@@ -22,6 +28,8 @@ build_all() {
   for p in "${pids[@]}"; do
     wait "$p" || { tail -40 "$imglog"-*.log >&2; die "Debian image builds failed (logs: $imglog-*.log)"; }
   done
+  build_images "${late_defs[@]}" || { buildah_cleanup; return 1; }
+  buildah_cleanup
 }
 
 host_setup() {

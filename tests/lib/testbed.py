@@ -12,9 +12,24 @@ STATE = os.environ.get("SKX_STATE", "/var/lib/skx-testbed")
 KUBECTL = os.environ.get("SKX_KUBECTL", os.path.join(CACHE, "bin", "kubectl"))
 KUBECONFIG = os.environ.get("SKX_KUBECONFIG", os.path.join(STATE, "admin.kubeconfig"))
 
-# Images built by testbed/images (defs/*.sh); nothing is pulled.
-PYTHON_IMAGE = "ghcr.io/superkubernetex/python-base:1.0.0"
-TOOLBOX_IMAGE = "ghcr.io/superkubernetex/toolbox:1.0.0"
+
+
+def _platform_default(name):
+    """A plain setting of roles/platform/defaults/main.yml (the images' registry, version)."""
+    with open(os.path.join(ROOT, "roles", "platform", "defaults", "main.yml")) as f:
+        for line in f:
+            if line.startswith(name + ":"):
+                return line.split(":", 1)[1].strip().strip('"')
+    raise KeyError(name)
+
+
+# Images built by testbed/images (defs/*.sh); nothing is pulled. The
+# toolbox and the reference apps' image are the collection's own
+# (images/toolbox/Dockerfile, apps/Dockerfile); test pods run python3 from
+# the latter (their command replaces its entrypoint).
+_OWN = f"{_platform_default('platform_registry')}/{{}}:{_platform_default('platform_images_version')}"
+PYTHON_IMAGE = _OWN.format("frontend")
+TOOLBOX_IMAGE = _OWN.format("toolbox")
 BUSYBOX_IMAGE = "docker.io/library/busybox:1.35.0"
 
 # A tiny HTTP server that answers with the pod's host name.

@@ -25,6 +25,7 @@ def render_with(tmp_path, **extra):
      "host 'auth.superkubernetex.com' is already platform_hosts.auth"),
     ({"platform_domain": "Not A Domain"}, "platform_domain must be a lower-case DNS name"),
     ({"platform_images": {"postgres": "postgres"}}, "platform_images.postgres must be a full image reference"),
+    ({"platform_registry": "Registry Example"}, "platform_registry must be a registry host with an optional path"),
     ({"postgres_storage_size": "lots"}, "postgres_storage_size must be a quantity"),
     ({"services_replicas_min": "two"}, "services_replicas_min"),
     # An inventory written before the shared services had a role of their own.

@@ -1,4 +1,4 @@
 # The reference app image for auth (shared settings in app.inc).
-REF=ghcr.io/superkubernetex/auth:0.1.0
+REF="$(platform_setting platform_registry)/auth:$(platform_setting platform_images_version)"
 # shellcheck source=app.inc
 . "${BASH_SOURCE[0]%/*}/app.inc"

@@ -1,5 +1,6 @@
-# Small image for Jobs (backups, migrations, checks): psql/pg_dump, redis-cli, curl, python3.
-REF=ghcr.io/superkubernetex/toolbox:1.0.0
-KIND=debian
-PACKAGES="postgresql-client-15 redis-tools curl python3 ca-certificates gzip jq"
-CMD='["bash"]'
+# The platform's job image (backups, restore checks, snapshots): the
+# collection's images/toolbox/Dockerfile, built as playbooks/images.yml builds it.
+REF="$(platform_setting platform_registry)/toolbox:$(platform_setting platform_images_version)"
+KIND=dockerfile
+BASE=debian
+CONTEXT=images/toolbox

@@ -122,7 +122,7 @@ def test_one_cronjob_per_database_plus_redis_and_verification(rendered_full):
         assert pod["spec"]["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
         assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
         [container] = pod["spec"]["containers"]
-        assert container["image"] == "ghcr.io/superkubernetex/toolbox:1.0.0"
+        assert container["image"] == "ghcr.io/superkubernetex/toolbox:0.1.0"
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
         assert container["resources"]["limits"]["memory"] and container["resources"]["requests"]["cpu"]

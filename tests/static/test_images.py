@@ -1,0 +1,100 @@
+"""The images this collection owns: one Dockerfile each, the same build in
+the testbed and in production, named from one registry and one version.
+
+roles/images/defaults (images_definitions) says which Dockerfile provides
+which platform_images key; the testbed's definitions of those images must
+be KIND=dockerfile builds of that same folder under the same reference
+(testbed/images/build.sh derives it from roles/platform/defaults)."""
+import glob
+import json
+import os
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from static_support import run_ansible
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PLATFORM = yaml.safe_load(open(os.path.join(ROOT, "roles", "platform", "defaults", "main.yml")))
+DEFINITIONS = yaml.safe_load(open(os.path.join(ROOT, "roles", "images", "defaults", "main.yml")))["images_definitions"]
+PROVIDED = {key: name for name, d in DEFINITIONS.items() for key in d["provides"]}
+
+
+def own_ref(key):
+    """platform_images[key] with the two settings it is named from filled in."""
+    return (PLATFORM["platform_images"][key]
+            .replace("{{ platform_registry }}", PLATFORM["platform_registry"])
+            .replace("{{ platform_images_version }}", PLATFORM["platform_images_version"]))
+
+
+def load_testbed_definitions():
+    """REF, KIND, CONTEXT and BASE of every testbed image definition, as build.sh loads them."""
+    script = (f'. {ROOT}/testbed/lib/common.sh; . {ROOT}/testbed/images/build.sh; '
+              'for d in $(image_defs); do ( _image_load "$d"; echo "$(basename "$d" .sh) $REF $KIND ${CONTEXT:--} ${BASE:--}" ); done')
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
+    return {name: {"ref": ref, "kind": kind, "context": ctx, "base": base}
+            for name, ref, kind, ctx, base in (line.split() for line in proc.stdout.splitlines())}
+
+
+def test_every_own_image_is_named_from_the_registry_and_the_version():
+    for key in PROVIDED:
+        assert PLATFORM["platform_images"][key] == f"{{{{ platform_registry }}}}/{key}:{{{{ platform_images_version }}}}", key
+
+
+def test_the_images_version_is_the_collections():
+    galaxy = yaml.safe_load(open(os.path.join(ROOT, "galaxy.yml")))
+    assert PLATFORM["platform_images_version"] == galaxy["version"]
+
+
+def test_the_testbed_runs_the_same_builds():
+    defs = load_testbed_definitions()
+    by_ref = {d["ref"]: d for d in defs.values()}
+    for key, name in PROVIDED.items():
+        d = by_ref.get(own_ref(key))
+        assert d, f"no testbed image definition carries {own_ref(key)}"
+        assert d["kind"] == "dockerfile" and d["context"] == DEFINITIONS[name]["context"], (key, d)
+        base = defs[d["base"]]["ref"]
+        dockerfile = open(os.path.join(ROOT, DEFINITIONS[name]["context"], "Dockerfile")).read()
+        assert re.findall(r"^FROM\s+(\S+)", dockerfile, re.M) == [base], (key, base)
+
+
+@pytest.mark.parametrize("name", sorted(DEFINITIONS))
+def test_each_dockerfile_runs_as_non_root_with_labels(name):
+    dockerfile = open(os.path.join(ROOT, DEFINITIONS[name]["context"], "Dockerfile")).read()
+    users = re.findall(r"^USER\s+(\S+)", dockerfile, re.M)
+    assert users and users[-1].split(":")[0] not in ("0", "root"), users
+    for label in ("title", "description", "version", "licenses", "base.name"):
+        assert f"org.opencontainers.image.{label}=" in dockerfile, label
+    assert re.search(r"^ARG VERSION=", dockerfile, re.M)
+    # Everything the image runs is installed at build time from Debian: no
+    # download tool runs in a RUN step, no remote ADD.
+    assert not re.search(r"^(ADD|COPY)\s+https?://", dockerfile, re.M)
+    assert not re.search(r"(curl|wget)\s+[^|]*https?://", dockerfile)
+
+
+def test_the_artifact_ships_the_dockerfiles():
+    ignored = yaml.safe_load(open(os.path.join(ROOT, "galaxy.yml")))["build_ignore"]
+    for d in DEFINITIONS.values():
+        top = d["context"].split("/")[0]
+        assert top not in ignored and d["context"] not in ignored, d["context"]
+
+
+def test_a_pinned_platform_images_file_deploys_those_digests(tmp_path):
+    """platform-images.yml as playbooks/images.yml writes it (name:tag@sha256:...), put in the inventory."""
+    digest = "sha256:" + "ab" * 32
+    images = {key: own_ref(key) for key in PLATFORM["platform_images"] if key in PROVIDED}
+    images.update({k: v for k, v in PLATFORM["platform_images"].items() if k not in PROVIDED})
+    images["auth"] += "@" + digest
+    images["toolbox"] += "@" + digest
+    proc = run_ansible("ansible-playbook", "playbooks/render.yml", "-i", "inventories/vm",
+                       "-e", f"platform_render_dir={tmp_path}", "-e", json.dumps({"platform_images": images}),
+                       check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    used = set()
+    for path in glob.glob(f"{tmp_path}/*/*.yaml"):
+        for doc in yaml.safe_load_all(open(path)):
+            used.update(re.findall(r"image: (\S+)", yaml.safe_dump(doc or {})))
+    assert images["auth"] in used and images["toolbox"] in used
+    assert own_ref("auth") not in used and own_ref("frontend") in used
