@@ -33,11 +33,14 @@ def test_the_artifact_holds_the_collection_and_none_of_the_test_harness(tmp_path
     run(["ansible-galaxy", "collection", "build", "--output-path", str(dist), ROOT], cwd=str(tmp_path))
     [tarball] = list(dist.iterdir())
     with tarfile.open(tarball) as t:
-        top = {name.split("/")[0] for name in t.getnames()}
+        names = t.getnames()
+        top = {name.split("/")[0] for name in names}
         manifest = json.load(t.extractfile("MANIFEST.json"))
-    assert {"plugins", "roles", "playbooks", "meta", "docs", "inventories"} <= top
-    assert not top & {"tests", "testbed", "molecule", "apps", ".venv", ".collections", "build", ".ci",
+    # apps/ and images/: the Dockerfiles playbooks/images.yml builds from the installed collection.
+    assert {"plugins", "roles", "playbooks", "meta", "docs", "inventories", "apps", "images"} <= top
+    assert not top & {"tests", "testbed", "molecule", ".venv", ".collections", "build", ".ci",
                       "install.sh", "ansible.cfg", "pytest.ini"}
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert "requirements.txt" in top
     assert set(manifest["collection_info"]["dependencies"]) == {
         "kubernetes.core", "community.postgresql", "community.crypto", "community.general"}

@@ -6,6 +6,9 @@
 #   victoria-logs, vlagent  v1.52.1 (the log store and collector)
 #   prometheus-k8s  Prometheus 2.42.0 with Kubernetes SD, with --with-prometheus
 #                 (the testbed test runs it against the cluster from here)
+#   registry      only when named (tests/integration/images): the OCI
+#                 registry (github.com/distribution/distribution/v3) that
+#                 playbooks/images.yml pushes to in its test
 #   kube-score    only when named (tests/static/test_kube_score.py): the
 #                 second policy scanner of the rendered manifests; a binary
 #                 of another version than versions.env's is rebuilt
@@ -40,6 +43,13 @@ want() { named "$1" && [ ! -x "$BIN/$1" ]; }
 if named kube-score && ! { [ -x "$BIN/kube-score" ] && "$BIN/kube-score" version | grep -q "version: $KS_VERSION,"; }; then
   echo "building kube-score $KS_VERSION"
   nice -n 19 go install -trimpath -ldflags "-s -w -X main.version=$KS_VERSION" "github.com/zegl/kube-score/cmd/kube-score@$KS_VERSION"
+fi
+
+# The registry prints its version (registry --version): another is rebuilt.
+if named registry && ! { [ -x "$BIN/registry" ] && "$BIN/registry" --version | grep -q " $REGISTRY_VERSION"; }; then
+  echo "building registry $REGISTRY_VERSION"
+  nice -n 19 go install -trimpath -ldflags "-s -w -X github.com/distribution/distribution/v3/version.version=$REGISTRY_VERSION" \
+    "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION"
 fi
 
 for tool in victoria-logs vlagent; do
