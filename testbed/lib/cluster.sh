@@ -349,12 +349,28 @@ deploy_addons() {
     sed -e "s|@CLUSTER_DNS@|$CLUSTER_DNS|g" -e "s|@CLUSTER_DOMAIN@|$CLUSTER_DOMAIN|g" \
         -e "s|@STORAGE_DIR@|$SKX_STATE/storage|g" -e "s|@COREDNS_VERSION@|$COREDNS_VERSION|g" \
         -e "s|@METRICS_SERVER_VERSION@|$METRICS_SERVER_VERSION|g" -e "s|@LOCAL_PATH_VERSION@|$LOCAL_PATH_VERSION|g" \
-        -e "s|@TRAEFIK_VERSION@|$TRAEFIK_VERSION|g" -e "s|@NODE_IP@|$NODE_IP|g" "$f" > "$SKX_STATE/manifests/$(basename "$f")"
+        -e "s|@NODE_IP@|$NODE_IP|g" "$f" > "$SKX_STATE/manifests/$(basename "$f")"
   done
-  cp "$SKX_CACHE/bin/traefik-$TRAEFIK_VERSION/crds.yaml" "$SKX_STATE/manifests/35-traefik-crds.yaml"
+  # Traefik and its CRDs: the collection's own files (roles/ingress/templates),
+  # the ones the ingress role installs on a cluster without an ingress
+  # controller. SKX_TESTBED_INGRESS=none (testbed/up --no-ingress) leaves
+  # them out: the platform's run then installs its Traefik.
+  local deps=(kube-system/coredns kube-system/local-path-provisioner kube-system/metrics-server)
+  rm -f "$SKX_STATE/manifests/35-traefik-crds.yaml" "$SKX_STATE/manifests/40-traefik.yaml"
+  if [ "${SKX_TESTBED_INGRESS:-traefik}" = none ]; then
+    log "no ingress controller (SKX_TESTBED_INGRESS=none): the platform's run installs Traefik"
+  else
+    local crds="$SKX_CACHE/bin/traefik-$TRAEFIK_VERSION/crds.yaml"
+    if [ -f "$crds" ] && ! grep -v '^#' "$TESTBED_DIR/../roles/ingress/templates/traefik-crds.yaml.j2" | cmp -s - "$crds"; then
+      log "WARNING: roles/ingress/templates/traefik-crds.yaml.j2 differs from Traefik $TRAEFIK_VERSION's CRDs ($crds)"
+    fi
+    /usr/bin/python3 "$TESTBED_DIR/lib/render_traefik.py" "$TRAEFIK_VERSION" "$SKX_STATE/manifests" \
+      || die "rendering the collection's Traefik manifests failed"
+    deps+=(kube-system/traefik)
+  fi
   retry 5 kc apply --server-side --force-conflicts -f "$SKX_STATE/manifests/" >/dev/null
   local dep
-  for dep in kube-system/coredns kube-system/local-path-provisioner kube-system/metrics-server kube-system/traefik; do
+  for dep in "${deps[@]}"; do
     kc -n "${dep%%/*}" rollout status "deployment/${dep#*/}" --timeout=180s >/dev/null \
       || die "add-on ${dep#*/} did not become ready"
   done

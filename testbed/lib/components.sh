@@ -109,7 +109,9 @@ github.com/mailgun/minheap => github.com/containous/minheap v0.0.0-2019080918081
   H_PKGS="github.com/traefik/traefik/v3/cmd/traefik"
   H_LDFLAGS="-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION -X github.com/traefik/traefik/v3/pkg/version.Codename=testbed"
   go_build_component traefik "$TRAEFIK_VERSION"
-  # Traefik's CRDs, as shipped in its module, applied by `up` next to the Deployment
+  # Traefik's CRDs, as shipped in its module: `up` applies the collection's copy
+  # (roles/ingress/templates/traefik-crds.yaml.j2) and warns when this one differs
+  # (after a version bump, copy this file there).
   local out="$SKX_CACHE/bin/traefik-$TRAEFIK_VERSION" dir
   if [ ! -f "$out/crds.yaml" ]; then
     dir=$(cd "$SKX_CACHE/src/traefik-$TRAEFIK_VERSION" && go list -m -f '{{.Dir}}' github.com/traefik/traefik/v3)
