@@ -10,8 +10,12 @@ from collections import ChainMap
 from ansible.errors import AnsibleError
 from ansible.plugins.loader import lookup_loader
 from ansible.plugins.lookup import LookupBase
+from ansible.utils.display import Display
 
-try:  # ansible-core >= 2.19
+# The fast path uses ansible-core 2.19's templating internals (the
+# requirements pin it); any other core, or an internal that changed shape,
+# gets the builtin lookup: slower, same result.
+try:
     from ansible.template import trust_as_template
     from ansible._internal._templating import _template_vars
     from ansible._internal._templating._engine import TemplateOptions, TemplateOverrides
@@ -32,7 +36,8 @@ description:
     variables under a layer that holds the template_* variables and
     O(template_vars), and nothing is copied. Templating does not change the
     variables it reads.
-  - With ansible-core older than 2.19 it runs the builtin lookup.
+  - It relies on ansible-core 2.19 internals; with another ansible-core, or
+    when one of them fails, it runs the builtin lookup instead.
 options:
   _terms:
     description: Template files, searched for as the builtin lookup does (the role's templates/ first).
@@ -64,10 +69,16 @@ _OVERRIDES = dict(variable_start_string='{{', variable_end_string='}}', comment_
 class LookupModule(LookupBase):
 
     def run(self, terms, variables=None, **kwargs):
-        if trust_as_template is None:
-            builtin = lookup_loader.get('ansible.builtin.template', loader=self._loader, templar=self._templar)
-            return builtin.run(terms, variables=variables, **kwargs)
+        if trust_as_template is not None:
+            try:
+                return self._run_fast(terms, variables, **kwargs)
+            except (AttributeError, TypeError, NameError) as e:  # an internal of another shape
+                Display().warning('superkubernetex.platform.template: this ansible-core\'s templating internals '
+                                  'differ from 2.19\'s (%s); using the builtin template lookup' % e)
+        builtin = lookup_loader.get('ansible.builtin.template', loader=self._loader, templar=self._templar)
+        return builtin.run(terms, variables=variables, **kwargs)
 
+    def _run_fast(self, terms, variables, **kwargs):
         self.set_options(var_options=variables, direct=kwargs)
         extra = self.get_option('template_vars') or {}
         variables = variables if variables is not None else {}
