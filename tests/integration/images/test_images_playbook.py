@@ -133,8 +133,11 @@ def pushed(base_image, registry, tmp_path_factory):
     second = images_playbook(out, *args)
     print(f"\nimages.yml push: first run {first.seconds:.1f} s, {recap(first)}; "
           f"second run {second.seconds:.1f} s, {recap(second)}")
-    return {"out": out, "first": first, "second": second,
-            "pinned": yaml.safe_load(open(os.path.join(out, "platform-images.yml")))["platform_images"]}
+    yield {"out": out, "first": first, "second": second,
+           "pinned": yaml.safe_load(open(os.path.join(out, "platform-images.yml")))["platform_images"]}
+    # The tags of this run's registry (a new port each run) leave buildah's storage.
+    for key in OWN:
+        run(["buildah", "rmi", f"{registry}/superkubernetex/{key}:{VERSION}"])
 
 
 def test_every_own_image_is_pinned_by_the_digest_the_registry_serves(pushed, registry):
