@@ -127,9 +127,10 @@ build_stripe_mock() {
   go_build_component stripe-mock "$STRIPE_MOCK_VERSION"
 }
 
-# Prometheus (with Kubernetes service discovery, which Debian's package lacks),
-# VictoriaLogs and vlagent: built by the script the monitoring tests use, so
-# both build the versions of versions.env the same way; static here.
+# The observability images' binaries (Prometheus with Kubernetes service
+# discovery, Alertmanager, Pushgateway, node_exporter, redis_exporter,
+# VictoriaLogs, vlagent): built by the script the monitoring tests use, so both
+# build the versions of versions.env the same way; static here.
 build_observability_tool() { # NAME VERSION TOOL...
   local name=$1 version=$2 out="$SKX_CACHE/bin/$1-$2"; shift 2
   [ -f "$out/.done" ] && return 0
@@ -139,7 +140,11 @@ build_observability_tool() { # NAME VERSION TOOL...
     "$TESTBED_DIR/../tests/lib/monitoring/install-tools.sh" "$@" >&2 || { log "build of $name $version failed"; return 1; }
   touch "$out/.done"
 }
-build_prometheus() { build_observability_tool prometheus "$PROMETHEUS_VERSION" prometheus-k8s; }
+build_prometheus() { build_observability_tool prometheus "$PROMETHEUS_VERSION" prometheus promtool; }
+build_alertmanager() { build_observability_tool alertmanager "$ALERTMANAGER_VERSION" alertmanager amtool; }
+build_pushgateway() { build_observability_tool pushgateway "$PUSHGATEWAY_VERSION" pushgateway; }
+build_node_exporter() { build_observability_tool node-exporter "$NODE_EXPORTER_VERSION" node_exporter; }
+build_redis_exporter() { build_observability_tool redis-exporter "$REDIS_EXPORTER_VERSION" redis_exporter; }
 build_victorialogs() { build_observability_tool victorialogs "$VICTORIALOGS_VERSION" victoria-logs vlagent; }
 
 # pause: the C program from the kubernetes module (build/pause/linux/pause.c), linked statically.

@@ -125,6 +125,11 @@ def test_every_scrape_target_is_up(prometheus):
     for service in ("postgres", "redis"):
         assert ("skx-data", service, "shared") in pods
     assert (NODE_AGENTS, "vlagent", "shared") in pods and (LOGGING, "victoria-logs", "shared") in pods
+    # An exporter's target is up even when it cannot reach its database: each
+    # must also report its database up (the exporters' own login works).
+    for metric in ("pg_up", "redis_up"):
+        assert _wait(lambda: [r["value"][1] for r in _query(prometheus, metric)] == ["1"], timeout=90), \
+            f"{metric}: {_query(prometheus, metric)}"
     print(f"{len(active)} targets up: " + ", ".join(
         f"{job}={sum(t['labels']['job'] == job for t in active)}" for job in sorted(jobs)))
 

@@ -1,6 +1,7 @@
 """Fixtures and helpers of the observability tests (static, integration,
 testbed and e2e): rendered manifests, built tools, the alert sinks. The
 render playbook, its inventory and the tool builder live in lib/monitoring/."""
+import functools
 import http.server
 import json
 import os
@@ -19,7 +20,7 @@ INSTALL_TOOLS = os.path.join(DATA_DIR, "install-tools.sh")
 BIN = os.environ.get("SKX_BIN", "/var/cache/skx/bin")
 RULES = os.path.join(ROOT, "roles", "monitoring", "files", "rules", "skx-alerts.yml")
 FAKE_SECRETS = ("fake-smtp-secret-4f1c", "fake-slack-secret-9a2b",
-                "fake-deadman-secret-7d3e", "fake-grafana-secret-1b8f")
+                "fake-deadman-secret-7d3e", "fake-grafana-secret-1b8f", "fake-deadman-url-5c2a")
 
 
 def _ensure_collection_link():
@@ -88,16 +89,23 @@ def configmap_data(outdir, component, filename, key):
     raise AssertionError(f"no ConfigMap in {filename}")
 
 
+BUILT_TOOLS = ("promtool", "prometheus", "amtool", "alertmanager", "pushgateway", "victoria-logs", "vlagent")
+
+
+@functools.lru_cache(maxsize=None)
+def built_tools():
+    """The observability binaries at the versions production ships
+    (testbed/versions.env), built from their Go modules into
+    /var/cache/skx/bin by install-tools.sh: a present binary of the right
+    version is kept, so this is quick after the first run."""
+    proc = subprocess.run(["bash", INSTALL_TOOLS], capture_output=True, text=True, timeout=3000)
+    assert proc.returncode == 0, f"install-tools.sh failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return {n: os.path.join(BIN, n) for n in BUILT_TOOLS}
+
+
 @pytest.fixture(scope="session")
 def tools():
-    """promtool with Kubernetes SD, victoria-logs and vlagent, built once
-    from Go modules into /var/cache/skx/bin (install-tools.sh)."""
-    needed = ("promtool", "victoria-logs", "vlagent")
-    if not all(os.access(os.path.join(BIN, n), os.X_OK) for n in needed):
-        proc = subprocess.run(["bash", INSTALL_TOOLS],
-                              capture_output=True, text=True, timeout=3000)
-        assert proc.returncode == 0, f"install-tools.sh failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return {n: os.path.join(BIN, n) for n in needed}
+    return built_tools()
 
 
 def container_args(rendered, filename):

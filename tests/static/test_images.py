@@ -60,6 +60,32 @@ def test_the_testbed_runs_the_same_builds():
         assert re.findall(r"^FROM\s+(\S+)", dockerfile, re.M) == [base], (key, base)
 
 
+# The upstream images the testbed cannot build or run, and why; every other
+# platform_images entry runs on the testbed under its production reference.
+NOT_ON_THE_TESTBED = {
+    "kube_state_metrics": "the Go module proxy refuses k8s.io/kube-state-metrics/v2",
+    "grafana": "AGPL: not built from its Go module",
+}
+
+
+def test_the_testbed_runs_the_production_references_of_upstream_images():
+    """What the testbed runs is the version production ships: each upstream
+    image of platform_images has a testbed definition under that exact
+    reference (the observability versions come from testbed/versions.env)."""
+    refs = {d["ref"] for d in load_testbed_definitions().values()}
+    for key, ref in PLATFORM["platform_images"].items():
+        if key in PROVIDED or key in NOT_ON_THE_TESTBED:
+            continue
+        assert normalized(ref) in refs, f"platform_images.{key} = {ref}: no testbed image definition builds it"
+
+
+def normalized(ref):
+    """The fully qualified reference a container runtime looks up, by build.sh's own norm_ref."""
+    script = f'. {ROOT}/testbed/lib/common.sh; . {ROOT}/testbed/images/build.sh; norm_ref "$1"'
+    return subprocess.run(["bash", "-c", script, "-", ref], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
 @pytest.mark.parametrize("name", sorted(DEFINITIONS))
 def test_each_dockerfile_runs_as_non_root_with_labels(name):
     dockerfile = open(os.path.join(ROOT, DEFINITIONS[name]["context"], "Dockerfile")).read()
@@ -72,6 +98,24 @@ def test_each_dockerfile_runs_as_non_root_with_labels(name):
     # download tool runs in a RUN step, no remote ADD.
     assert not re.search(r"^(ADD|COPY)\s+https?://", dockerfile, re.M)
     assert not re.search(r"(curl|wget)\s+[^|]*https?://", dockerfile)
+
+
+def test_the_postgres_image_is_made_for_the_postgres_role():
+    """images/postgres: the user the StatefulSet runs as owns the data (created
+    before the packages, so they take it); no cluster of the package's own in
+    the image; Patroni with its Kubernetes DCS and pgBackRest installed."""
+    dockerfile = open(os.path.join(ROOT, DEFINITIONS["postgres"]["context"], "Dockerfile")).read()
+    uid = yaml.safe_load(open(os.path.join(ROOT, "roles", "postgres", "defaults", "main.yml")))["postgres_run_as_user"]
+    assert re.findall(r"^USER\s+(\S+)", dockerfile, re.M)[-1] in (str(uid), f"{uid}:{uid}")
+    useradd = re.search(rf"useradd [^&]*--uid {uid} --gid {uid} [^&]* postgres\b", dockerfile)
+    no_cluster = dockerfile.find("create_main_cluster = false")
+    server = re.search(r"install -y --no-install-recommends\s*\\?\s*postgresql-15\b", dockerfile)
+    assert useradd and 0 <= no_cluster and server and useradd.start() < no_cluster < server.start()
+    assert re.search(rf"groupadd [^&]*--gid {uid} postgres\b", dockerfile)
+    for package in ("postgresql-15", "patroni", "python3-kubernetes", "pgbackrest", "locales", "tzdata"):
+        assert re.search(rf"\s{package}\s", dockerfile), package
+    assert re.search(r'^ENTRYPOINT \["docker-entrypoint.sh"\]', dockerfile, re.M)
+    assert re.search(r"^COPY\b.* docker-entrypoint.sh /usr/local/bin/", dockerfile, re.M)
 
 
 def test_the_artifact_ships_the_dockerfiles():
@@ -88,6 +132,7 @@ def test_a_pinned_platform_images_file_deploys_those_digests(tmp_path):
     images.update({k: v for k, v in PLATFORM["platform_images"].items() if k not in PROVIDED})
     images["auth"] += "@" + digest
     images["toolbox"] += "@" + digest
+    images["postgres"] += "@" + digest
     proc = run_ansible("ansible-playbook", "playbooks/render.yml", "-i", "inventories/vm",
                        "-e", f"platform_render_dir={tmp_path}", "-e", json.dumps({"platform_images": images}),
                        check=False)
@@ -96,5 +141,5 @@ def test_a_pinned_platform_images_file_deploys_those_digests(tmp_path):
     for path in glob.glob(f"{tmp_path}/*/*.yaml"):
         for doc in yaml.safe_load_all(open(path)):
             used.update(re.findall(r"image: (\S+)", yaml.safe_dump(doc or {})))
-    assert images["auth"] in used and images["toolbox"] in used
+    assert images["auth"] in used and images["toolbox"] in used and images["postgres"] in used
     assert own_ref("auth") not in used and own_ref("frontend") in used

@@ -4,7 +4,6 @@ environment), a real Pushgateway and an S3-compatible server (moto) on free
 loopback ports."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import psycopg
 import pytest
 
 from backup_helpers import sql
+from lib.monitoring_support import built_tools
 from lib.servers import _wait_port, free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -128,10 +128,8 @@ def _serve(cmd, port, log_path):
 
 @pytest.fixture(scope="session")
 def pushgateway(tmp_path_factory):
-    """The Debian Pushgateway (apt-get install prometheus-pushgateway)."""
-    binary = shutil.which("prometheus-pushgateway")
-    if not binary:
-        pytest.fail("prometheus-pushgateway not found: apt-get install -y prometheus-pushgateway")
+    """The Pushgateway we ship (built from its Go module, install-tools.sh)."""
+    binary = built_tools()["pushgateway"]
     port = free_port()
     proc = _serve([binary, f"--web.listen-address=127.0.0.1:{port}"], port,
                   tmp_path_factory.mktemp("pushgateway") / "log")

@@ -71,9 +71,9 @@ def _alertmanager_config(outdir, tmp_path, name):
 
 
 @pytest.mark.parametrize("which", ["rendered", "rendered_defaults"])
-def test_alertmanager_config_passes_amtool(which, request, tmp_path):
+def test_alertmanager_config_passes_amtool(which, request, tools, tmp_path):
     path, _ = _alertmanager_config(request.getfixturevalue(which), tmp_path, "alertmanager.yml")
-    proc = subprocess.run(["amtool", "check-config", str(path)], capture_output=True, text=True)
+    proc = subprocess.run([tools["amtool"], "check-config", str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -86,6 +86,8 @@ def test_alertmanager_reads_credentials_from_secret_files_only(rendered, tmp_pat
     assert slack and all(s["api_url_file"] == f"{secret_dir}/slack_webhook_url" for s in slack)
     assert all("api_url" not in s for s in slack)
     dms = next(r for r in config["receivers"] if r["name"] == "deadmansswitch")
+    assert dms["webhook_configs"][0]["url_file"] == f"{secret_dir}/deadmansswitch_url"
+    assert "url" not in dms["webhook_configs"][0]
     assert dms["webhook_configs"][0]["http_config"]["authorization"]["credentials_file"] == \
         f"{secret_dir}/deadmansswitch_token"
     # The StatefulSet mounts that Secret there.
@@ -118,10 +120,10 @@ ROUTES = [
 
 
 @pytest.mark.parametrize("labels,receiver", ROUTES)
-def test_alertmanager_routes_by_severity_and_instance(rendered, tmp_path, labels, receiver):
+def test_alertmanager_routes_by_severity_and_instance(rendered, tools, tmp_path, labels, receiver):
     path, _ = _alertmanager_config(rendered, tmp_path, "alertmanager.yml")
     proc = subprocess.run(
-        ["amtool", "config", "routes", "test", f"--config.file={path}", f"--verify.receivers={receiver}",
+        [tools["amtool"], "config", "routes", "test", f"--config.file={path}", f"--verify.receivers={receiver}",
          *[f"{k}={v}" for k, v in labels.items()]], capture_output=True, text=True)
     assert proc.returncode == 0, f"{labels} went to {proc.stdout.strip()}, expected {receiver}"
 
@@ -137,9 +139,9 @@ def test_tenant_critical_receiver_mails_the_tenant_contact_too(rendered, tmp_pat
     assert receivers["warning"]["slack_configs"][0]["channel"] == "#alerts-warning"
 
 
-def test_default_alertmanager_config_drops_the_watchdog_without_a_switch(rendered_defaults, tmp_path):
+def test_default_alertmanager_config_drops_the_watchdog_without_a_switch(rendered_defaults, tools, tmp_path):
     path, text = _alertmanager_config(rendered_defaults, tmp_path, "alertmanager.yml")
-    proc = subprocess.run(["amtool", "config", "routes", "test", f"--config.file={path}",
+    proc = subprocess.run([tools["amtool"], "config", "routes", "test", f"--config.file={path}",
                            "--verify.receivers=null", "alertname=Watchdog"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
     config = yaml.safe_load(text)

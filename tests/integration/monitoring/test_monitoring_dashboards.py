@@ -1,6 +1,6 @@
 """Dashboards as code: the committed JSON is what the generator writes, the
 role provisions it with the tenants filled in, and every panel's query runs
-on a real Prometheus (Debian's, 2.42 like platform_images.prometheus) that
+on a real Prometheus (the version platform_images.prometheus ships) that
 scrapes series named and labelled like the platform's, and returns data."""
 import http.server
 import json
@@ -143,9 +143,8 @@ class _Exporter(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def prometheus(tmp_path_factory):
-    binary = shutil.which("prometheus")
-    assert binary, "prometheus not found: apt-get install prometheus"
+def prometheus(tools, tmp_path_factory):
+    binary = tools["prometheus"]
     tmp = tmp_path_factory.mktemp("prometheus")
     exporter = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Exporter)
     threading.Thread(target=exporter.serve_forever, daemon=True).start()

@@ -17,14 +17,14 @@ def alerts():
     return [r for g in groups for r in g["rules"] if "alert" in r]
 
 
-def test_rules_pass_promtool_check():
-    proc = subprocess.run(["promtool", "check", "rules", RULES], capture_output=True, text=True)
+def test_rules_pass_promtool_check(tools):
+    proc = subprocess.run([tools["promtool"], "check", "rules", RULES], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_rule_unit_tests_pass():
+def test_rule_unit_tests_pass(tools):
     # Each alert fires in one case and stays silent in another (see the file).
-    proc = subprocess.run(["promtool", "test", "rules", RULE_TESTS], capture_output=True,
+    proc = subprocess.run([tools["promtool"], "test", "rules", RULE_TESTS], capture_output=True,
                           text=True, cwd=HERE, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SUCCESS" in proc.stdout

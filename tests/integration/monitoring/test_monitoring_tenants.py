@@ -5,7 +5,6 @@ keeps being scraped under its own name (its pods carry the tenant label);
 alerts of tenants set to state: absent are dropped before Alertmanager."""
 import json
 import re
-import shutil
 import subprocess
 
 import pytest
@@ -106,13 +105,10 @@ def test_alerts_of_a_stopped_tenant_are_dropped_and_the_others_sent(config, conf
     assert "alert_relabel_configs" not in config_list_only["alerting"]
 
 
-def test_the_alerting_section_with_a_stopped_tenant_passes_promtool(config, tmp_path):
-    """The alerting section as rendered, checked by Debian's promtool (the
-    scrape jobs need Kubernetes SD, which test_monitoring_config.py checks
-    with the promtool built for it)."""
-    promtool = shutil.which("promtool")
-    if not promtool:
-        pytest.skip("promtool is not installed (apt-get install prometheus)")
+def test_the_alerting_section_with_a_stopped_tenant_passes_promtool(config, tools, tmp_path):
+    """The alerting section as rendered, checked by the promtool of the
+    Prometheus we ship."""
+    promtool = tools["promtool"]
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump({"global": config["global"], "alerting": config["alerting"],
                                     "scrape_configs": [_job(config, "prometheus")]}))

@@ -1,6 +1,6 @@
 """The rendered scrape configuration against the real testbed cluster.
 
-Prometheus 2.42 (built from its Go module with Kubernetes service discovery,
+The Prometheus we ship (built from its Go module with Kubernetes service discovery,
 as the production image has it) runs on this machine with the rendered
 prometheus.yml, reaching the testbed's API server with the admin kubeconfig
 instead of a service account. A throwaway tenant namespace holds one pod that
@@ -25,7 +25,7 @@ import pytest
 import requests
 import yaml
 
-from lib.monitoring_support import (BIN, INSTALL_TOOLS, configmap_data, container_args, render, replace_flags,
+from lib.monitoring_support import (configmap_data, container_args, render, replace_flags,
                                     wait_http)
 
 KUBECONFIG = os.environ.get("KUBECONFIG", "")
@@ -115,11 +115,7 @@ def _out_of_cluster(config, tmp):
 
 @pytest.fixture(scope="module")
 def testbed_prometheus(tmp_path_factory, tools):
-    binary = os.path.join(BIN, "prometheus-k8s")
-    if not os.access(binary, os.X_OK):
-        proc = subprocess.run(["bash", INSTALL_TOOLS, "--with-prometheus"],
-                              capture_output=True, text=True, timeout=3000)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    binary = tools["prometheus"]
     tmp = tmp_path_factory.mktemp("testbed")
     out = render(str(tmp / "render"), "--tags", "monitoring_prometheus",
                  "-e", '{"platform_instances": [{"name": "%s"}]}' % TENANT)
