@@ -24,12 +24,14 @@ def _platform_default(name):
 
 
 # Images built by testbed/images (defs/*.sh); nothing is pulled. The
-# toolbox and the reference apps' image are the collection's own
-# (images/toolbox/Dockerfile, apps/Dockerfile); test pods run python3 from
-# the latter (their command replaces its entrypoint).
+# toolbox, PostgreSQL and the reference apps' image are the collection's own
+# (images/toolbox/Dockerfile, images/postgres/Dockerfile, apps/Dockerfile);
+# test pods run python3 from the latter (their command replaces its
+# entrypoint).
 _OWN = f"{_platform_default('platform_registry')}/{{}}:{_platform_default('platform_images_version')}"
 PYTHON_IMAGE = _OWN.format("frontend")
 TOOLBOX_IMAGE = _OWN.format("toolbox")
+PG_IMAGE = _OWN.format("postgres")
 BUSYBOX_IMAGE = "docker.io/library/busybox:1.35.0"
 
 # A tiny HTTP server that answers with the pod's host name.

@@ -38,8 +38,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 INSTALL_TOOLS = os.path.join(ROOT, "tests", "lib", "monitoring", "install-tools.sh")
 REGISTRY_BIN = os.path.join(os.environ.get("SKX_BIN", "/var/cache/skx/bin"), "registry")
 USER, PASSWORD = "skx-ci", "r3gistry-Passw0rd-not-in-logs"
-OWN = ("frontend", "auth", "payment", "instance", "toolbox")
-VERSION = yaml.safe_load(open(os.path.join(ROOT, "roles", "platform", "defaults", "main.yml")))["platform_images_version"]
+OWN = ("frontend", "auth", "payment", "instance", "toolbox", "postgres")
+PLATFORM = yaml.safe_load(open(os.path.join(ROOT, "roles", "platform", "defaults", "main.yml")))
+VERSION = PLATFORM["platform_images_version"]
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="buildah's chroot isolation and the base image build need root")
 
@@ -148,17 +149,17 @@ def test_every_own_image_is_pinned_by_the_digest_the_registry_serves(pushed, reg
         assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), pinned[key]
         name, tag = ref.split("/", 1)[1].rsplit(":", 1)
         assert registry_digest(registry, name, tag) == digest, key
-    # One image for the four services, another for the toolbox.
+    # One image for the four services, one for the toolbox, one for PostgreSQL.
     assert len({pinned[k].split("@")[1] for k in ("frontend", "auth", "payment", "instance")}) == 1
-    assert pinned["toolbox"].split("@")[1] != pinned["frontend"].split("@")[1]
+    assert len({pinned[k].split("@")[1] for k in ("frontend", "toolbox", "postgres")}) == 3
     # The images this collection does not build keep their reference.
-    assert pinned["postgres"] == "docker.io/library/postgres:15"
+    assert pinned["redis"] == PLATFORM["platform_images"]["redis"]
 
 
 def test_pulled_back_by_digest_is_the_image_that_was_built(pushed, registry, tmp_path):
     state = json.load(open(os.path.join(pushed["out"], "images.json")))
     storage = ["--root", str(tmp_path / "storage"), "--runroot", str(tmp_path / "run")]
-    for key in ("auth", "toolbox"):
+    for key in ("auth", "toolbox", "postgres"):
         ref = pushed["pinned"][key]
         pulled = run(["buildah", *storage, "pull", "--quiet", "--tls-verify=false",
                       "--creds", f"{USER}:{PASSWORD}", ref], timeout=300)
@@ -197,10 +198,14 @@ def test_archives_hold_the_images_for_an_airgapped_k3s(pushed, tmp_path):
     pinned = yaml.safe_load(open(os.path.join(out, "platform-images.yml")))["platform_images"]
     for key in OWN:
         with tarfile.open(os.path.join(out, f"{key}.tar")) as tar:
-            [manifest] = json.load(tar.extractfile("index.json"))["manifests"]
+            by_tag, by_digest = json.load(tar.extractfile("index.json"))["manifests"]
+            assert tar.extractfile(f"blobs/sha256/{by_tag['digest'].split(':')[1]}").read()
         ref, digest = pinned[key].split("@")
-        assert manifest["annotations"]["org.opencontainers.image.ref.name"] == ref == f"ghcr.io/superkubernetex/{key}:{VERSION}"
-        assert manifest["digest"] == digest
+        assert by_tag["annotations"]["org.opencontainers.image.ref.name"] == ref == f"ghcr.io/superkubernetex/{key}:{VERSION}"
+        assert by_tag["digest"] == by_digest["digest"] == digest
+        # The same manifest named by digest: what a pinned reference finds
+        # once k3s (or ctr) has imported the archive.
+        assert by_digest["annotations"] == {"io.containerd.image.name": f"ghcr.io/superkubernetex/{key}@{digest}"}
     again = images_playbook(out, "-e", "images_output=archive", password=None)
     assert recap(again)["changed"] == 0, again.stdout[-3000:]
 

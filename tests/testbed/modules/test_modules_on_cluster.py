@@ -15,9 +15,8 @@ import redis
 
 from ansible_collections.superkubernetex.platform.plugins.module_utils.kubeapi import KubeClient
 from ansible_collections.superkubernetex.platform.plugins.module_utils.portforward import PortForward
-from lib.testbed import KUBECONFIG, deployment, eventually
+from lib.testbed import KUBECONFIG, PG_IMAGE, deployment, eventually
 
-PG_IMAGE = "docker.io/library/postgres:15"
 REDIS_IMAGE = "docker.io/library/redis:7.0"
 BUSYBOX = "docker.io/library/busybox:1.35.0"
 SUPERUSER_PW = "testbed-superuser-pw"

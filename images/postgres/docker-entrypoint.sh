@@ -1,6 +1,6 @@
 #!/bin/bash
-# Entrypoint of the testbed's Debian-based postgres:15 image. Follows the documented interface
-# of the upstream image: POSTGRES_PASSWORD (required unless POSTGRES_HOST_AUTH_METHOD=trust),
+# Entrypoint of the platform's PostgreSQL image (images/postgres/Dockerfile). Follows the
+# documented interface of the docker.io/library/postgres image: POSTGRES_PASSWORD (required unless POSTGRES_HOST_AUTH_METHOD=trust),
 # POSTGRES_USER (default postgres), POSTGRES_DB (default $POSTGRES_USER), POSTGRES_INITDB_ARGS,
 # POSTGRES_HOST_AUTH_METHOD, PGDATA, *_FILE variants, and /docker-entrypoint-initdb.d/*.{sh,sql,sql.gz}.
 set -Eeo pipefail
