@@ -56,6 +56,13 @@ options:
       namespace:
         description: Namespace of a namespaced object.
         type: str
+  only_with_labels:
+    description:
+      - Remove an object only when it carries all these labels with these
+        values; one without them (made by someone else, such as a cluster's
+        own Traefik TLSOption named C(default)) is left alone and reported
+        in RV(kept).
+    type: dict
   wait:
     description: Wait until the object is gone (its finalizers done). Not in check mode.
     type: bool
@@ -80,6 +87,15 @@ EXAMPLES = r'''
     namespace: skx-data
     name: backup-snapshots
 
+- name: Remove the platform's TLSOption, not one the cluster made itself
+  superkubernetex.platform.kube_absent:
+    api_version: traefik.io/v1alpha1
+    kind: TLSOption
+    namespace: kube-system
+    name: default
+    only_with_labels:
+      app.kubernetes.io/managed-by: superkubernetex
+
 - name: Remove a DaemonSet and its NetworkPolicy
   superkubernetex.platform.kube_absent:
     objects:
@@ -94,6 +110,11 @@ object:
   type: str
 deleted:
   description: kind/namespace/name of each object deleted (or, in check mode, that would be).
+  returned: always
+  type: list
+  elements: str
+kept:
+  description: kind/namespace/name of each object left because it lacks O(only_with_labels).
   returned: always
   type: list
   elements: str
@@ -118,6 +139,7 @@ def main():
             name=dict(type='str', required=True),
             namespace=dict(type='str'),
         )),
+        only_with_labels=dict(type='dict'),
         wait=dict(type='bool', default=False),
         wait_timeout=dict(type='int', default=300),
     )
@@ -129,6 +151,8 @@ def main():
     single = p['objects'] is None
     objects = [dict((k, p[k]) for k in ('api_version', 'kind', 'name', 'namespace'))] if single else p['objects']
     deleted = []
+    kept = []
+    wanted = dict((k, str(v)) for k, v in (p['only_with_labels'] or {}).items())
     label = None
     try:
         api = KubeClient(p['kubeconfig'], p['context'])
@@ -136,15 +160,23 @@ def main():
             label = '/'.join(x for x in (o['kind'], o['namespace'], o['name']) if x)
             if api.resource(o['api_version'], o['kind']) is None:
                 continue
+            if wanted:
+                current = api.get(o['api_version'], o['kind'], o['name'], o['namespace'])
+                if current is None:
+                    continue
+                labels = (current.get('metadata') or {}).get('labels') or {}
+                if any(labels.get(k) != v for k, v in wanted.items()):
+                    kept.append(label)
+                    continue
             if api.delete(o['api_version'], o['kind'], o['name'], o['namespace'], dry_run=module.check_mode):
                 deleted.append(label)
                 if p['wait'] and not module.check_mode:
                     api.wait_gone(o['api_version'], o['kind'], o['name'], o['namespace'], timeout=p['wait_timeout'])
     except (KubeConfigError, IOError, OSError, ValueError) as e:
-        module.fail_json(msg='cannot reach the cluster: %s' % e, object=label, deleted=deleted)
+        module.fail_json(msg='cannot reach the cluster: %s' % e, object=label, deleted=deleted, kept=kept)
     except ApiError as e:
-        module.fail_json(msg='%s: %s' % (label, e.message), object=label, deleted=deleted)
-    result = dict(changed=bool(deleted), deleted=deleted)
+        module.fail_json(msg='%s: %s' % (label, e.message), object=label, deleted=deleted, kept=kept)
+    result = dict(changed=bool(deleted), deleted=deleted, kept=kept)
     if single:
         result['object'] = label
     module.exit_json(**result)

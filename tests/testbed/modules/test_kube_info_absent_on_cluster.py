@@ -66,3 +66,21 @@ def test_kube_absent_removes_a_list_of_objects_in_one_run(ns, run_module):
     assert not again.failed and not again["changed"] and again["deleted"] == []
     both = run_module("kube_absent", dict(args, kind="ConfigMap", name="x"))
     assert both.failed and "mutually exclusive" in both["msg"]
+
+
+def test_kube_absent_only_with_labels_leaves_an_object_made_by_someone_else(ns, run_module):
+    # The ingress role removes its TLSOption "default" when turned off, but
+    # never one of the same name the cluster made itself.
+    configmap(ns, "ours", {"app.kubernetes.io/managed-by": "superkubernetex", "app": "t"})
+    configmap(ns, "theirs", {"app.kubernetes.io/managed-by": "helm", "app": "t"})
+    guard = {"app.kubernetes.io/managed-by": "superkubernetex"}
+    for name, deleted in (("theirs", False), ("ours", True), ("never-there", False)):
+        args = dict(kind="ConfigMap", namespace=ns.namespace, name=name, kubeconfig=KUBECONFIG,
+                    only_with_labels=guard, wait=True)
+        preview = run_module("kube_absent", args, check=True)
+        assert not preview.failed and preview["changed"] is deleted, (name, preview)
+        result = run_module("kube_absent", args)
+        assert not result.failed and result["changed"] is deleted, (name, result)
+        assert result["kept"] == ([f"ConfigMap/{ns.namespace}/theirs"] if name == "theirs" else [])
+    assert ns.json("get", "configmap", "theirs")["metadata"]["name"] == "theirs"
+    assert ns.run("get", "configmap", "ours", check=False).returncode != 0
