@@ -356,7 +356,8 @@ deploy_addons() {
   # controller. SKX_TESTBED_INGRESS=none (testbed/up --no-ingress) leaves
   # them out: the platform's run then installs its Traefik.
   local deps=(kube-system/coredns kube-system/local-path-provisioner kube-system/metrics-server)
-  rm -f "$SKX_STATE/manifests/35-traefik-crds.yaml" "$SKX_STATE/manifests/40-traefik.yaml"
+  rm -f "$SKX_STATE/manifests/34-gateway-api-crds.yaml" "$SKX_STATE/manifests/35-traefik-crds.yaml" \
+    "$SKX_STATE/manifests/40-traefik.yaml"
   if [ "${SKX_TESTBED_INGRESS:-traefik}" = none ]; then
     log "no ingress controller (SKX_TESTBED_INGRESS=none): the platform's run installs Traefik"
   else

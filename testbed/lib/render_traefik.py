@@ -5,7 +5,8 @@
 
 The testbed runs the same Traefik the ingress role installs on a cluster
 without an ingress controller: roles/ingress/templates/traefik.yaml.j2 and
-traefik-crds.yaml.j2, rendered here with plain Jinja2 (the Debian package
+traefik-crds.yaml.j2, with the Gateway API's CRDs (gateway-api-crds.yaml.j2)
+and provider on, rendered here with plain Jinja2 (the Debian package
 python3-jinja2) and the testbed's values: on the host network (127.0.0.1:80
 and :443), IngressClass "traefik" as the default class, in kube-system. Its
 labels say the testbed manages it, not the platform: a platform run finds
@@ -56,11 +57,15 @@ def main(version, out_dir):
         ingress_traefik_default_class=True,
         ingress_traefik_service_type="ClusterIP",
         ingress_traefik_resources=ingress_defaults["ingress_traefik_resources"],
+        # Its Gateway API provider on, with the Gateway API CRDs, as k3s'
+        # Traefik chart ships them: the platform runs in either routing mode.
+        platform_routing="gateway",
     )
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), trim_blocks=True,
                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     env.filters.update(to_json=json.dumps, combine=combine, bool=to_bool)
-    for template, name in (("traefik-crds.yaml.j2", "35-traefik-crds.yaml"), ("traefik.yaml.j2", "40-traefik.yaml")):
+    for template, name in (("gateway-api-crds.yaml.j2", "34-gateway-api-crds.yaml"),
+                           ("traefik-crds.yaml.j2", "35-traefik-crds.yaml"), ("traefik.yaml.j2", "40-traefik.yaml")):
         text = env.get_template(template).render(**values)
         list(yaml.safe_load_all(text))  # fails here on a template that does not render to YAML
         with open(os.path.join(out_dir, name), "w") as f:

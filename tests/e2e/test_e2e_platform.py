@@ -47,6 +47,17 @@ def test_each_host_answers_over_https_with_our_certificate(service):
     assert "max-age=" in r.headers.get("strict-transport-security", "")
 
 
+@pytest.mark.parametrize("service", sorted(HOSTS))
+def test_each_host_sends_hsts_and_the_safe_headers(service):
+    """HSTS for platform_hsts_max_age seconds, no MIME sniffing, no framing:
+    the Middleware of every Ingress, or the HTTPRoutes' header filter."""
+    r = https(HOSTS[service], PUBLIC_PATH[service])
+    max_age = SETTINGS.get("platform_hsts_max_age", 31536000)
+    assert r.headers.get("strict-transport-security") == f"max-age={max_age}; includeSubDomains", r.headers
+    assert r.headers.get("x-content-type-options") == "nosniff"
+    assert r.headers.get("x-frame-options") == "DENY"
+
+
 def tls_handshake(host, version, ciphers=None):
     """One TLS handshake with the ingress on port 443, offering only `version`
     (and only `ciphers`, OpenSSL names, when given); returns the version and

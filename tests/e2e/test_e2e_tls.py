@@ -55,13 +55,23 @@ def same_public_key(cert, key):
 
 
 def ingress_hosts(namespace):
-    """{host: TLS Secret name} of the namespace's Ingresses."""
+    """{host: TLS Secret name} of the hosts served from the namespace: by its
+    Ingresses (platform_routing ingress), or by the listeners of the
+    platform's Gateway that present a Secret of the namespace (gateway:
+    tests/testbed/test_gateway_mode.py runs these tests in that mode)."""
     items = json.loads(kubectl("-n", namespace, "get", "ingresses", "-o", "json").stdout)["items"]
     hosts = {}
     for ingress in items:
         for tls in ingress["spec"].get("tls", []):
             for host in tls.get("hosts", []):
                 hosts[host] = tls.get("secretName")
+    gateways = kubectl("get", "gateways.gateway.networking.k8s.io", "-A", "-l",
+                       "app.kubernetes.io/managed-by=superkubernetex", "-o", "json", check=False)
+    for gateway in json.loads(gateways.stdout)["items"] if gateways.returncode == 0 else []:
+        for listener in gateway["spec"]["listeners"]:
+            for ref in (listener.get("tls") or {}).get("certificateRefs", []):
+                if ref.get("namespace", gateway["metadata"]["namespace"]) == namespace:
+                    hosts[listener["hostname"]] = ref["name"]
     return hosts
 
 

@@ -35,6 +35,12 @@ def render_with(tmp_path, **extra):
                               "logging": "skx-logging", "ingress": "kube-system"}},
      "platform_namespaces must map app, data, monitoring, logging, node_agents and ingress"),
     ({"platform_api_server_cidrs": ["api.example.com"]}, "platform_api_server_cidrs must be a list of CIDRs"),
+    ({"ingress_hsts_max_age": 600}, "ingress_hsts_max_age was renamed platform_hsts_max_age"),
+    ({"platform_routing": "gateways"}, "value of platform_routing must be one of: ingress, gateway, got: gateways"),
+    ({"platform_routing": "gateway", "ingress_gateway_listener_ports": {"http": 80}},
+     "ingress_gateway_listener_ports empty or a mapping {http: PORT, https: PORT}"),
+    ({"platform_routing": "gateway", "platform_gateway_name": "My Gateway"},
+     "platform_gateway_name must be a DNS label"),
 ])
 def test_render_refuses_bad_input(tmp_path, extra, message):
     proc = render_with(tmp_path, **extra)
