@@ -120,8 +120,13 @@ def test_the_postgres_image_is_made_for_the_postgres_role():
     assert not {"patroni", "python3-kubernetes"} & packages, packages
     assert re.search(r"^COPY patroni-requirements.txt /tmp/patroni-requirements.txt$", dockerfile, re.M)
     assert re.search(r"python3 -m venv /opt/patroni\b", dockerfile)
-    assert re.search(r"/opt/patroni/bin/pip install [^&]*--require-hashes --no-deps\s*\\?\s*-r /tmp/patroni-requirements.txt",
+    assert re.search(r"/opt/patroni/bin/pip install [^&]*--require-hashes --no-deps[^&]*-r /tmp/patroni-requirements.txt",
                      dockerfile)
+    # A proxy's CA bundle, when the build gets one, is a build secret of that
+    # step: mounted for it, never copied into a layer or named in ENV.
+    assert re.search(r"^RUN --mount=type=secret,id=ca-bundle \\$", dockerfile, re.M)
+    assert re.search(r"--cert /run/secrets/ca-bundle", dockerfile)
+    assert not re.search(r"^(COPY|ADD|ENV)\b.*ca-bundle", dockerfile, re.M)
     assert re.search(r'^ENTRYPOINT \["docker-entrypoint.sh"\]', dockerfile, re.M)
     assert re.search(r"^COPY\b.* docker-entrypoint.sh /usr/local/bin/", dockerfile, re.M)
 
