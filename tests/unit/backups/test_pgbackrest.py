@@ -46,6 +46,7 @@ repo1-storage-verify-tls=y
 repo1-cipher-type=aes-256-cbc
 repo1-retention-full-type=time
 repo1-retention-full=14
+repo1-bundle=y
 archive-async=n
 compress-type=zst
 process-max=1
@@ -67,7 +68,7 @@ def test_every_setting_reaches_its_option():
                          pg_user="backup_admin", s3_endpoint="https://minio.minio.svc:9000/",
                          s3_bucket="my.backups", s3_region="us-east-1", repo_path="/skx/prod",
                          s3_uri_style="host", verify_tls=False, ca_file="/etc/skx/ca.crt",
-                         retention_days=None, retention_full_count=3, compress_type="lz4",
+                         retention_days=None, retention_full_count=3, compress_type="lz4", bundle=False,
                          process_max=4, start_fast=False, log_path="/var/log/pgbackrest",
                          lock_path="/run/pgbackrest"))
     assert conf == {
@@ -76,7 +77,8 @@ def test_every_setting_reaches_its_option():
             "repo1-storage-port": "9000", "repo1-s3-bucket": "my.backups", "repo1-s3-region": "us-east-1",
             "repo1-s3-uri-style": "host", "repo1-storage-verify-tls": "n",
             "repo1-storage-ca-file": "/etc/skx/ca.crt", "repo1-cipher-type": "aes-256-cbc",
-            "repo1-retention-full-type": "count", "repo1-retention-full": "3", "archive-async": "n",
+            "repo1-retention-full-type": "count", "repo1-retention-full": "3", "repo1-bundle": "n",
+            "archive-async": "n",
             "compress-type": "lz4", "process-max": "4", "start-fast": "n", "lock-path": "/run/pgbackrest",
             "log-level-console": "info", "log-path": "/var/log/pgbackrest", "log-level-file": "detail"},
         "prod-db": {"pg1-path": "/data/pg", "pg1-port": "5433", "pg1-socket-path": "/tmp/pg",
@@ -132,6 +134,7 @@ def test_secrets_are_never_in_the_file():
     ({"compress_type": "xz"}, "compress_type: 'xz' is not one of zst, lz4, gz, bz2, none"),
     ({"process_max": 0}, "process_max: 0 must be a whole number from 1 to 64"),
     ({"start_fast": 1}, "start_fast: 1 must be true or false"),
+    ({"bundle": "y"}, "bundle: 'y' must be true or false"),
     ({"log_path": "logs"}, "log_path: 'logs' must be an absolute path"),
     ({"lock_path": ""}, "lock_path: '' must be a non-empty string"),
 ])

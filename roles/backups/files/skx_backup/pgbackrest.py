@@ -106,7 +106,7 @@ def parse_endpoint(endpoint, setting="s3_endpoint"):
 def render_config(*, stanza, pg_path, s3_endpoint, s3_bucket, s3_region="us-east-1",
                   pg_port=5432, pg_socket_path="/var/run/postgresql", pg_user="postgres",
                   repo_path="/pgbackrest", s3_uri_style="path", verify_tls=True, ca_file=None,
-                  retention_full_count=None, retention_days=None, compress_type="zst",
+                  retention_full_count=None, retention_days=None, compress_type="zst", bundle=True,
                   process_max=1, start_fast=True, log_path=None, lock_path="/tmp/pgbackrest"):
     """The text of pgbackrest.conf for one PostgreSQL cluster (the stanza)
     and one S3 repository (repo1).
@@ -121,6 +121,9 @@ def render_config(*, stanza, pg_path, s3_endpoint, s3_bucket, s3_region="us-east
                     backups) and retention_days (keep full backups, and the
                     WAL to restore from them, for that many days; pgBackRest
                     keeps the newest full backup however old)
+    bundle          small files of a backup go into bundles (repo1-bundle):
+                    one object for many, against the per-request cost and
+                    latency of object storage
     log_path        None: no log file, the log goes to the console only
     """
     stanza = _text("stanza", stanza)
@@ -158,6 +161,7 @@ def render_config(*, stanza, pg_path, s3_endpoint, s3_bucket, s3_region="us-east
     if ca_file is not None:
         repo.append(("repo1-storage-ca-file", _absolute_path("ca_file", ca_file)))
     repo += [("repo1-cipher-type", CIPHER_TYPE)] + retention
+    repo.append(("repo1-bundle", _flag("bundle", bundle)))
 
     general = [("archive-async", "n"),
                ("compress-type", _choice("compress_type", compress_type, COMPRESS_TYPES)),
