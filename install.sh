@@ -23,11 +23,12 @@ import sys
 sys.exit(0 if sys.version_info >= (3, 10) else 1)
 PY
 
-# --- Debian packages the tests use (real PostgreSQL and Redis) --------------
-# and buildah, which playbooks/images.yml builds the platform's images with.
+# --- Debian packages the tests use (real PostgreSQL and Redis, pgBackRest for
+# the point-in-time recovery test) and buildah, which playbooks/images.yml
+# builds the platform's images with.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   need=()
-  for pkg in postgresql redis-server git curl buildah; do
+  for pkg in postgresql redis-server pgbackrest git curl buildah; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
   done
   if [ ${#need[@]} -gt 0 ]; then

@@ -13,6 +13,7 @@ import os
 
 import yaml
 
+from ansible import constants as C
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
@@ -35,8 +36,8 @@ OPTIONS = frozenset(['component', 'templates', 'wait', 'wait_timeout', 'defer'] 
 
 # With this play variable true (playbooks/platform.yml), a call with
 # defer: true renders its files and queues them in this host fact; the next
-# call without defer, or whose files hold a Secret (or the play's final one,
-# templates: []), sends the queue and its own files to the API in one module
+# call without defer, or whose files hold a Secret while the fact cache is a
+# persistent one (or the play's final one, templates: []), sends the queue and its own files to the API in one module
 # run, in order, and waits for every workload a queued call asked to wait
 # for.
 BATCH_VARIABLE = 'platform_manifests_batch'
@@ -45,6 +46,17 @@ BATCH_VARIABLE = 'platform_manifests_batch'
 # of the pure Python one on the platform's templates).
 YAML_LOADER = getattr(yaml, 'CSafeLoader', yaml.SafeLoader)
 QUEUE_FACT = 'platform_manifests_queue'
+
+
+# The fact cache plugins that keep host facts in the controller's memory only,
+# for the run: nothing is written out.
+MEMORY_FACT_CACHES = frozenset(['memory', 'ansible.builtin.memory', 'ansible.legacy.memory'])
+
+
+def fact_cache_in_memory():
+    """Whether the run's fact cache (CACHE_PLUGIN, ANSIBLE_CACHE_PLUGIN,
+    [defaults] fact_caching) keeps host facts in memory only."""
+    return str(C.config.get_config_value('CACHE_PLUGIN') or 'memory') in MEMORY_FACT_CACHES
 
 
 class ActionModule(ActionBase):
@@ -116,11 +128,14 @@ class ActionModule(ActionBase):
         for item in files:
             item.pop('text')
         queued = list((task_vars.get('ansible_facts') or {}).get(QUEUE_FACT) or [])
-        # A Secret never enters the queue: a host fact goes to the fact cache,
-        # which a persistent cache (jsonfile, redis, AWX's fact storage) writes
-        # out. A call whose files hold one sends at once, the queue first.
+        # A Secret enters the queue only while the fact cache is Ansible's
+        # memory one (the default): the queue is a host fact, which a
+        # persistent cache (jsonfile, redis, AWX's fact storage) writes out.
+        # With one, a call whose files hold a Secret sends at once, the
+        # queue first.
         holds_secret = any(item['secret'] for item in files)
-        if defer and not holds_secret and boolean(task_vars.get(BATCH_VARIABLE) or False, strict=False):
+        if (defer and (not holds_secret or fact_cache_in_memory())
+                and boolean(task_vars.get(BATCH_VARIABLE) or False, strict=False)):
             queued += files
             # Every rendered document of the queue would be printed under -v.
             result.update(changed=False, ansible_facts={QUEUE_FACT: queued}, _ansible_no_log=True,

@@ -83,9 +83,12 @@ options:
         workload the queued calls asked to wait for. The queue is the host fact
         C(platform_manifests_queue); a deferring task's result is hidden
         (it would print every queued document).
-      - A call whose files hold a Secret is never deferred. It sends the
-        queue and its own files at once, so that no Secret value enters a
-        host fact (a persistent fact cache would write it out).
+      - A call whose files hold a Secret is deferred only while the fact
+        cache is Ansible's memory one (the default, C(fact_caching=memory)),
+        which keeps host facts in the controller's memory for the run, as
+        it keeps registered results. With a persistent fact cache
+        (jsonfile, redis, AWX's fact storage), which would write the queue
+        out, such a call sends the queue and its own files at once.
       - Elsewhere (a role used alone, render mode) the files are sent or
         written at once.
       - Only for calls that nothing later in the play needs applied at once

@@ -186,11 +186,24 @@ BATCH_TASKS = """
     kubeconfig: "{{ platform_kubeconfig }}"
   register: test_before
 
-- name: Send a file holding a Secret at once, the queue first
+- name: Defer a file holding a Secret (sent at once with a persistent fact cache)
   superkubernetex.platform.manifests:
     component: secret
     templates: [config.yaml]
     defer: true
+
+- name: Look for the Secret on the cluster after that call
+  kubernetes.core.k8s_info:
+    kind: Secret
+    namespace: "{{ test_namespace }}"
+    name: login
+    kubeconfig: "{{ platform_kubeconfig }}"
+  register: test_secret_after
+  no_log: true
+
+- name: Say whether the Secret was on the cluster after that call
+  ansible.builtin.debug:
+    msg: "secret sent: {{ test_secret_after.resources | length > 0 }}"
 
 - name: Look for the Secret value in the fact cache
   ansible.builtin.command:
@@ -222,14 +235,17 @@ BATCH_TASKS = """
 """
 
 
-def test_deferred_calls_are_sent_by_the_next_call_in_one_batch_and_never_queue_a_secret(role, ns, tmp_path):
+@pytest.mark.parametrize("cache", ["jsonfile", "memory"])
+def test_deferred_calls_are_sent_by_the_next_call_in_one_batch_and_secrets_only_queued_in_memory(
+        role, ns, tmp_path, cache):
     """With platform_manifests_batch (playbooks/platform.yml), a call with
-    defer: true sends nothing; a call whose files hold a Secret is sent at
-    once, the queue first, in order, in one module run, so no Secret value
-    enters the queue (a host fact: a persistent fact cache, here jsonfile,
-    would write it out); the play's last call sends what is left, and a
-    second one has nothing to send; no Secret value reaches the output,
-    even with -vvv."""
+    defer: true sends nothing; the play's last call sends what is left in
+    order, in one module run, and a second one has nothing to send. A
+    deferred call whose files hold a Secret queues them only while the fact
+    cache is the memory one (the default); with a persistent one (jsonfile
+    here), which would write the queue (a host fact) out, it is sent at once,
+    the queue first, and no Secret value reaches the cache. No Secret value
+    reaches the output, even with -vvv."""
     kube, namespace = ns, ns.namespace
     templates = role / "roles" / "manifests_test" / "templates"
     (role / "roles" / "manifests_test" / "tasks" / "main.yml").write_text(BATCH_TASKS)
@@ -237,14 +253,15 @@ def test_deferred_calls_are_sent_by_the_next_call_in_one_batch_and_never_queue_a
         (templates / f"{name}.yaml.j2").write_text(
             f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {{{{ test_namespace }}}}\n"
             "data: {}\n")
-    cache = tmp_path / "facts"
+    cache_dir = tmp_path / "facts"
+    cache_dir.mkdir()
     extra = {"test_namespace": namespace, "test_greeting": "hello", "test_password": "queued-secret-value",
-             "test_fact_cache": str(cache), "platform_kubeconfig": KUBECONFIG, "platform_kube_context": None,
+             "test_fact_cache": str(cache_dir), "platform_kubeconfig": KUBECONFIG, "platform_kube_context": None,
              "platform_field_manager": "superkubernetex-test", "platform_render": False,
              "platform_render_dir": str(role / "rendered"), "platform_manifests_batch": True}
     env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_ROLES_PATH=str(role / "roles"),
                ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
-               ANSIBLE_CACHE_PLUGIN="jsonfile", ANSIBLE_CACHE_PLUGIN_CONNECTION=str(cache))
+               ANSIBLE_CACHE_PLUGIN=cache, ANSIBLE_CACHE_PLUGIN_CONNECTION=str(cache_dir))
     proc = subprocess.run(["ansible-playbook", str(role / "play.yml"), "-vvv", "-e", json.dumps(extra)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
@@ -252,15 +269,25 @@ def test_deferred_calls_are_sent_by_the_next_call_in_one_batch_and_never_queue_a
     # The json callback names a role's task "<role> : <name>".
     tasks = {t["task"]["name"].split(" : ", 1)[-1]: t["hosts"]["localhost"] for t in doc["plays"][0]["tasks"]}
     assert tasks["Look for the queued ConfigMap before the batch is sent"]["resources"] == []
-    sent = tasks["Send a file holding a Secret at once, the queue first"]
-    assert [(o["component"], o["object"], o["action"]) for o in sent["objects"]] == [
-        ("first", f"ConfigMap/{namespace}/second", "created"), ("secret", f"ConfigMap/{namespace}/settings", "created"),
-        ("secret", f"Secret/{namespace}/login", "created")]
-    assert tasks["Say whether the fact cache held the Secret value"]["msg"] == "secret in the fact cache: False"
-    assert list(cache.iterdir()), "the fact cache was not written: the test proves nothing"
+    sent = tasks["Defer a file holding a Secret (sent at once with a persistent fact cache)"]
     last = tasks["Send what is left"]
-    assert [(o["component"], o["object"], o["action"]) for o in last["objects"]] == [
-        ("later", f"ConfigMap/{namespace}/third", "created")]
+    secret_call = [("secret", f"ConfigMap/{namespace}/settings", "created"),
+                   ("secret", f"Secret/{namespace}/login", "created")]
+    if cache == "jsonfile":
+        assert [(o["component"], o["object"], o["action"]) for o in sent["objects"]] == [
+            ("first", f"ConfigMap/{namespace}/second", "created")] + secret_call
+        assert tasks["Say whether the Secret was on the cluster after that call"]["msg"] == "secret sent: True"
+        assert tasks["Say whether the fact cache held the Secret value"]["msg"] == "secret in the fact cache: False"
+        assert list(cache_dir.iterdir()), "the fact cache was not written: the test proves nothing"
+        assert [(o["component"], o["object"], o["action"]) for o in last["objects"]] == [
+            ("later", f"ConfigMap/{namespace}/third", "created")]
+    else:
+        assert "objects" not in sent and not sent["changed"]
+        assert tasks["Say whether the Secret was on the cluster after that call"]["msg"] == "secret sent: False"
+        assert not list(cache_dir.iterdir())
+        assert [(o["component"], o["object"], o["action"]) for o in last["objects"]] == [
+            ("first", f"ConfigMap/{namespace}/second", "created")] + secret_call + [
+            ("later", f"ConfigMap/{namespace}/third", "created")]
     again = tasks["Send what is left again (nothing)"]
     assert again["objects"] == [] and not again["changed"]
     assert kube.json("get", "configmap", "settings")["data"]["greeting"] == "hello"

@@ -41,5 +41,7 @@ checksum mismatch): nothing was changed. The result file then holds
 Kubernetes termination message limit).
 
 Modules: common (errors, log, names), files (checksums, listing, retention),
-postgres, redis, s3 (S3 client and export), snapshots, metrics, cli.
+postgres, redis, s3 (S3 client and export), snapshots, metrics, cli,
+pgbackrest (pgBackRest's configuration for an S3 repository, the restore
+options for a point in time; used by no command yet).
 """
