@@ -163,7 +163,7 @@ def test_third_parties_are_reachable_only_when_configured_on_their_port_and_list
         assert internet_ports_of(cluster, pods, name) == ports, name
 
 
-API_CALLERS = ("prometheus", "kube-state-metrics", "vlagent")
+API_CALLERS = ("prometheus", "kube-state-metrics", "vlagent", "postgres")
 
 
 @pytest.mark.parametrize("cidrs, internet", [
@@ -177,7 +177,7 @@ def test_the_pods_that_call_the_api_reach_its_addresses_only_once_known(tmp_path
     without them writes any address."""
     out = tmp_path / "manifests"
     run_ansible("ansible-playbook", "playbooks/render.yml", "-i", "inventories/vm",
-                "--tags", "namespaces,monitoring,logging",
+                "--tags", "namespaces,postgres,monitoring,logging",
                 "-e", f"platform_render_dir={out}", "-e", json.dumps({"platform_api_server_cidrs": cidrs}))
     objects = load_objects(out)
     cluster, pods = Cluster(objects), workloads(objects)
