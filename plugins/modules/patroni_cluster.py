@@ -90,8 +90,6 @@ import base64
 import json
 import socket
 
-from http.client import HTTPConnection
-
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.superkubernetex.platform.plugins.module_utils.kube import kube_argument_spec
 from ansible_collections.superkubernetex.platform.plugins.module_utils.kubeapi import KubeClient, KubeConfigError
@@ -140,33 +138,61 @@ def pick(patch, current):
     return out
 
 
-class UnixHTTPConnection(HTTPConnection):
-    def __init__(self, path, timeout=30):
-        HTTPConnection.__init__(self, 'patroni', timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.unix_path)
-
-
-def call(path, method, url, body=None, auth=None):
-    headers = {'Accept': 'application/json'}
-    data = None
+def call(path, method, url, body=None, auth=None, timeout=30):
+    """One HTTP/1.0 exchange with Patroni's REST API through the port-forward's
+    socket: (status, text). Patroni answers without a Content-Length and
+    ends its body by closing its connection, which a port-forward does not
+    carry back; so the body ends where its JSON document is complete (or
+    at the Content-Length, when one is given)."""
+    data = json.dumps(body).encode('utf-8') if body is not None else b''
+    head = ['%s %s HTTP/1.0' % (method, url), 'Host: patroni', 'Accept: application/json',
+            'Content-Length: %d' % len(data)]
     if body is not None:
-        data = json.dumps(body).encode('utf-8')
-        headers['Content-Type'] = 'application/json'
+        head.append('Content-Type: application/json')
     if auth:
-        token = base64.b64encode(('%s:%s' % auth).encode('utf-8')).decode('ascii')
-        headers['Authorization'] = 'Basic ' + token
-    conn = UnixHTTPConnection(path)
+        head.append('Authorization: Basic ' + base64.b64encode(('%s:%s' % auth).encode('utf-8')).decode('ascii'))
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
     try:
-        conn.request(method, url, body=data, headers=headers)
-        response = conn.getresponse()
-        return response.status, response.read().decode('utf-8', 'replace')
+        sock.connect(path)
+        sock.sendall(('\r\n'.join(head) + '\r\n\r\n').encode('ascii') + data)
+        received, sep = b'', b''
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                if not sep:
+                    raise
+                # A body that is not JSON (an error's text): what came in
+                # the second after the headers.
+                return status, payload.decode('utf-8', 'replace')
+            received += chunk
+            header, sep, payload = received.partition(b'\r\n\r\n')
+            if sep:
+                sock.settimeout(min(timeout, 1))
+                lines = header.decode('latin-1').split('\r\n')
+                status = int(lines[0].split()[1])
+                length = [int(v) for k, _, v in (line.partition(':') for line in lines[1:])
+                          if k.strip().lower() == 'content-length']
+                text = payload.decode('utf-8', 'replace')
+                if length and len(payload) >= length[0]:
+                    return status, payload[:length[0]].decode('utf-8', 'replace')
+                if not length and complete_json(text):
+                    return status, text
+            if not chunk:
+                if sep:
+                    return status, payload.decode('utf-8', 'replace')
+                raise ValueError('the connection closed before an answer')
     finally:
-        conn.close()
+        sock.close()
+
+
+def complete_json(text):
+    try:
+        json.loads(text)
+        return True
+    except ValueError:
+        return False
 
 
 def main():
