@@ -70,7 +70,7 @@ def streaming(count):
 
 @pytest.fixture(scope="module")
 def three_members():
-    out, _ = site("--tags", "postgres", "-e", "postgres_replicas=3")
+    out, _ = site("--tags", "namespaces,postgres", "-e", "postgres_replicas=3")
     found = wait(lambda: streaming(3), timeout=600, interval=5, what="3 members, 2 of them streaming")
     print("members:", {n: m["role"] for n, m in found.items()})
     yield found
@@ -79,9 +79,9 @@ def three_members():
     if postgres_primary() != "postgres-0":
         patronictl("switchover", "--candidate", "postgres-0", "--force")
         wait(lambda: postgres_primary() == "postgres-0", timeout=120, interval=1, what="postgres-0 primary")
-    site("--tags", "postgres", "-e", "postgres_replicas=1")
+    site("--tags", "namespaces,postgres", "-e", "postgres_replicas=1")
     wait(lambda: streaming(1), timeout=300, interval=5, what="one member")
-    _, recap = site("--tags", "postgres")
+    _, recap = site("--tags", "namespaces,postgres")
     assert " changed=0 " in recap, recap
 
 
