@@ -36,22 +36,13 @@ options:
         primary; exactly one Running pod must match.
     type: str
     required: true
-  port:
-    description: Port of Patroni's REST API in the pod.
-    type: int
-    default: 8008
-  username:
-    description: User of the REST API's writing calls (C(restapi.authentication)).
-    type: str
-  password:
-    description: Its password.
-    type: str
   config:
     description: The shared settings wanted, as in C(bootstrap.dcs) (nested dicts are compared key by key).
     type: dict
     required: true
 extends_documentation_fragment:
   - superkubernetex.platform.kube
+  - superkubernetex.platform.patroni
 attributes:
   check_mode:
     description: Reads the configuration and reports what would be sent, sends nothing.
@@ -86,13 +77,12 @@ pod:
   type: str
 '''
 
-import base64
 import json
-import socket
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.superkubernetex.platform.plugins.module_utils.kube import kube_argument_spec
 from ansible_collections.superkubernetex.platform.plugins.module_utils.kubeapi import KubeClient, KubeConfigError
+from ansible_collections.superkubernetex.platform.plugins.module_utils.patroni_api import call, patroni_argument_spec
 from ansible_collections.superkubernetex.platform.plugins.module_utils.portforward import (
     PortForward, PortForwardError)
 
@@ -138,71 +128,12 @@ def pick(patch, current):
     return out
 
 
-def call(path, method, url, body=None, auth=None, timeout=30):
-    """One HTTP/1.0 exchange with Patroni's REST API through the port-forward's
-    socket: (status, text). Patroni answers without a Content-Length and
-    ends its body by closing its connection, which a port-forward does not
-    carry back; so the body ends where its JSON document is complete (or
-    at the Content-Length, when one is given)."""
-    data = json.dumps(body).encode('utf-8') if body is not None else b''
-    head = ['%s %s HTTP/1.0' % (method, url), 'Host: patroni', 'Accept: application/json',
-            'Content-Length: %d' % len(data)]
-    if body is not None:
-        head.append('Content-Type: application/json')
-    if auth:
-        head.append('Authorization: Basic ' + base64.b64encode(('%s:%s' % auth).encode('utf-8')).decode('ascii'))
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(path)
-        sock.sendall(('\r\n'.join(head) + '\r\n\r\n').encode('ascii') + data)
-        received, sep = b'', b''
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except socket.timeout:
-                if not sep:
-                    raise
-                # A body that is not JSON (an error's text): what came in
-                # the second after the headers.
-                return status, payload.decode('utf-8', 'replace')
-            received += chunk
-            header, sep, payload = received.partition(b'\r\n\r\n')
-            if sep:
-                sock.settimeout(min(timeout, 1))
-                lines = header.decode('latin-1').split('\r\n')
-                status = int(lines[0].split()[1])
-                length = [int(v) for k, _, v in (line.partition(':') for line in lines[1:])
-                          if k.strip().lower() == 'content-length']
-                text = payload.decode('utf-8', 'replace')
-                if length and len(payload) >= length[0]:
-                    return status, payload[:length[0]].decode('utf-8', 'replace')
-                if not length and complete_json(text):
-                    return status, text
-            if not chunk:
-                if sep:
-                    return status, payload.decode('utf-8', 'replace')
-                raise ValueError('the connection closed before an answer')
-    finally:
-        sock.close()
-
-
-def complete_json(text):
-    try:
-        json.loads(text)
-        return True
-    except ValueError:
-        return False
-
-
 def main():
     argument_spec = kube_argument_spec()
+    argument_spec.update(patroni_argument_spec())
     argument_spec.update(
         namespace=dict(type='str', required=True),
         selector=dict(type='str', required=True),
-        port=dict(type='int', default=8008),
-        username=dict(type='str'),
-        password=dict(type='str', no_log=True),
         config=dict(type='dict', required=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
