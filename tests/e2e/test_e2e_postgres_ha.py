@@ -7,7 +7,9 @@ synchronous mode on), then, under a sign-up load through auth:
     that was acknowledged is in the database afterwards (synchronous
     replication); the figures are printed (refused sign-ups, seconds
     without a primary);
-  - a switchover back to postgres-0 (Patroni's, as a rolling change does);
+  - a switchover (Patroni's, as a rolling change does);
+  - a change of the members' template: the replicas are replaced first,
+    then a switchover, then the former primary (patroni_rollout);
 and site.yml brings it back to one member, changed=0 on the run after.
 The single-node testbed runs the members on one node (anti-affinity
 preferred, with the role's warning).
@@ -141,3 +143,29 @@ def test_a_switchover_moves_the_primary_with_the_writes_going_on(three_members):
         wait(lambda: postgres_primary() == target, timeout=120, interval=0.5, what=f"{target} primary")
     under_load(switchover, f"switchover to {target}")
     wait(lambda: streaming(3), timeout=300, interval=5, what="3 members streaming after the switchover")
+
+
+def revisions():
+    sts = json.loads(kubectl("-n", "skx-data", "get", "statefulset", "postgres", "-o", "json").stdout)
+    pods = json.loads(kubectl("-n", "skx-data", "get", "pod", "-l", "app.kubernetes.io/name=postgres",
+                              "-o", "json").stdout)["items"]
+    return sts["status"]["updateRevision"], {p["metadata"]["name"]: p["metadata"]["labels"].get(
+        "controller-revision-hash") for p in pods}
+
+
+def test_a_rolling_change_updates_the_replicas_then_switches_over(three_members):
+    """A change of the members' template (here their CPU request) replaces
+    the replicas first, then switches over, then replaces the former
+    primary: the primary is never killed."""
+    old = postgres_primary()
+    resources = {"requests": {"cpu": "260m", "memory": "512Mi", "ephemeral-storage": "128Mi"},
+                 "limits": {"cpu": "2", "memory": "2Gi", "ephemeral-storage": "512Mi"}}
+
+    def rolling_change():
+        site("--tags", "namespaces,postgres", "-e", "postgres_replicas=3",
+             "-e", json.dumps({"postgres_resources": resources}))
+    under_load(rolling_change, "rolling change of the members' template")
+    assert postgres_primary() != old, f"{old} is still the primary: no switchover happened"
+    update, members_revision = revisions()
+    assert set(members_revision.values()) == {update}, members_revision
+    wait(lambda: streaming(3), timeout=300, interval=5, what="3 members streaming after the rolling change")

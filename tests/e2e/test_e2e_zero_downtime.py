@@ -250,7 +250,9 @@ def test_deleting_the_postgresql_pod_loses_no_committed_data():
         # Patroni's role label: the same pod recreated with a single member,
         # a promoted replica with several.
         wait(new_primary, timeout=120, interval=1, what=f"a primary other than the deleted {primary}")
-        kubectl("-n", "skx-data", "rollout", "status", "statefulset/postgres", "--timeout=300s", timeout=320)
+        # The StatefulSet updates OnDelete (no rollout status): every member Ready.
+        kubectl("-n", "skx-data", "wait", "--for=condition=Ready", "pod", "-l", "app.kubernetes.io/name=postgres",
+                "--timeout=300s", timeout=320)
         back = len(acked)
         wait(lambda: len(acked) >= back + 20, timeout=180, interval=1, what="20 sign-ups after the restart")
         recovered = time.monotonic() - started
