@@ -26,6 +26,9 @@ description:
     A single member is simply restarted, and so is the primary when no
     other member is Ready on the current revision (with a warning).
   - >-
+    With fewer members than before, it first waits until the controller
+    has removed those past the new count.
+  - >-
     Then waits until every member of the StatefulSet is Ready on the
     current revision (so it also waits for the members a first deploy or
     a scale-up creates).
@@ -193,6 +196,14 @@ class Rollout(object):
             self.api.delete('v1', 'Pod', name, self.namespace)
         self.member_ready(name, update_revision, uid)
 
+    def removed(self, selector, replicas):
+        """Waits until the members past `replicas` are gone (fewer members:
+        the controller removes them, highest first); until then the
+        remaining ones may not be restarted, nor the synchronous standby
+        moved."""
+        self.until('the members from %s-%d on to be removed' % (self.p['name'], replicas),
+                   lambda: not [p for p in self.pods(selector) if ordinal(p['metadata']['name']) >= replicas])
+
     def candidates(self, selector, update_revision, primary):
         """The members other than primary that are Ready on the update revision."""
         return [p['metadata']['name'] for p in self.pods(selector)
@@ -240,6 +251,8 @@ def main():
             raise RolloutError('StatefulSet %s/%s does not exist' % (p['namespace'], p['name']))
         update_revision = sts['status']['updateRevision']
         want = (sts.get('spec') or {}).get('replicas', 1)
+        if not module.check_mode:
+            rollout.removed(selector_of(sts), want)
         members = rollout.pods(selector_of(sts))
         others, primary = plan(members, update_revision, rollout.primaries(), want)
         result['changed'] = bool(others or primary)

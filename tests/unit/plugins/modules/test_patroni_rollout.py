@@ -126,3 +126,25 @@ def test_candidates_are_the_other_members_ready_on_the_new_revision():
         def list(self, *args, **kwargs):
             return pods
     assert Rollout(Listing(), PARAMS).candidates("app=postgres", "new", "postgres-0") == ["postgres-1"]
+
+
+def test_fewer_members_wait_until_the_leaving_ones_are_gone():
+    listings = [[pod("postgres-0", "old"), pod("postgres-1", "old"), pod("postgres-2", "old")],
+                [pod("postgres-0", "old"), pod("postgres-1", "old")],
+                [pod("postgres-0", "old")]]
+
+    class Shrinking:
+        def list(self, *args, **kwargs):
+            return listings.pop(0) if len(listings) > 1 else listings[0]
+    clock = Clock()
+    Rollout(Shrinking(), PARAMS, sleep=clock.sleep, clock=clock.time).removed("app=postgres", 1)
+    assert clock.now == 2
+
+
+def test_members_that_never_leave_stop_the_rollout():
+    class Stuck:
+        def list(self, *args, **kwargs):
+            return [pod("postgres-0", "old"), pod("postgres-1", "old")]
+    clock = Clock()
+    with pytest.raises(RolloutError, match="members from postgres-1 on to be removed"):
+        Rollout(Stuck(), PARAMS, sleep=clock.sleep, clock=clock.time).removed("app=postgres", 1)
