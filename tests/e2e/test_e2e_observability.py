@@ -2,7 +2,8 @@
 every scrape target of the in-cluster Prometheus is up; every dashboard
 panel's query returns data from it (except the panels listed below: built on
 kube-state-metrics, which the testbed cannot run, or on the kubelet's volume
-stats, which local-path volumes do not have); a real alert rule fires
+stats, which local-path volumes do not have); Patroni's /metrics is scraped on every
+PostgreSQL member and names one primary; a real alert rule fires
 when Redis goes away and its notification reaches a Slack-compatible webhook
 sink and an SMTP sink run here on the node address, then resolves; a line
 logged by instance2 is found in VictoriaLogs by its instance label and not
@@ -24,7 +25,7 @@ import uuid
 import pytest
 import requests
 
-from e2e_support import HOSTS, KUBECTL, ROOT, SETTINGS, https, kubectl
+from e2e_support import HOSTS, KUBECTL, ROOT, SETTINGS, https, kubectl, postgres_primary
 
 from lib.monitoring_support import SMTPSink, WebhookSink, start_sinks
 
@@ -113,7 +114,7 @@ def test_every_scrape_target_is_up(prometheus):
     assert not down, f"targets not up: {down}"
     jobs = {t["labels"]["job"] for t in active}
     expected = {"prometheus", "alertmanager", "pushgateway", "node-exporter", "kubelet", "cadvisor",
-                "kubernetes-pods"} | ({"kube-state-metrics"} if KSM else set())
+                "kubernetes-pods", "patroni"} | ({"kube-state-metrics"} if KSM else set())
     assert jobs == expected
     # Every kind of pod that asks to be scraped is, each labelled with its instance.
     pods = {(t["labels"]["namespace"], t["labels"].get("service"), t["labels"]["instance"])
@@ -130,6 +131,16 @@ def test_every_scrape_target_is_up(prometheus):
     for metric in ("pg_up", "redis_up"):
         assert _wait(lambda: [r["value"][1] for r in _query(prometheus, metric)] == ["1"], timeout=90), \
             f"{metric}: {_query(prometheus, metric)}"
+    # Patroni's REST API on every PostgreSQL member (job patroni, port
+    # 8008: the NetworkPolicy admits Prometheus), labelled like the
+    # exporter's series; exactly one member runs as primary.
+    members = _replicas("statefulset", "postgres")
+    patroni = {(t["labels"]["namespace"], t["labels"]["pod"], t["labels"]["service"], t["labels"]["instance"])
+               for t in active if t["labels"]["job"] == "patroni"}
+    assert patroni == {("skx-data", f"postgres-{i}", "postgres", "shared") for i in range(members)}, patroni
+    assert all(t["scrapeUrl"].endswith(":8008/metrics") for t in active if t["labels"]["job"] == "patroni")
+    primaries = _query(prometheus, 'patroni_primary{job="patroni"} == 1')
+    assert [r["metric"]["pod"] for r in primaries] == [postgres_primary()], f"patroni_primary: {primaries}"
     print(f"{len(active)} targets up: " + ", ".join(
         f"{job}={sum(t['labels']['job'] == job for t in active)}" for job in sorted(jobs)))
 

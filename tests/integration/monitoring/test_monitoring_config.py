@@ -43,7 +43,7 @@ def test_prometheus_scrapes_every_source_the_platform_needs(rendered, tmp_path):
     _, config = _prometheus_config(rendered, tmp_path)
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     assert set(jobs) >= {"prometheus", "alertmanager", "pushgateway", "kube-state-metrics",
-                         "node-exporter", "kubelet", "cadvisor", "kubernetes-pods"}
+                         "node-exporter", "kubelet", "cadvisor", "kubernetes-pods", "patroni"}
     # Backups' labels (job skx-backup, database, kind) survive the scrape.
     assert jobs["pushgateway"]["honor_labels"] is True
     assert jobs["pushgateway"]["static_configs"][0]["targets"] == ["pushgateway.skx-monitoring.svc:9091"]
