@@ -113,8 +113,9 @@ def test_every_scrape_target_is_up(prometheus):
         return requests.get(f"{prometheus}/api/v1/targets", params={"state": "active"},
                             timeout=20).json()["data"]["activeTargets"]
 
-    # Right after a deployment some targets have not been scraped yet.
-    _wait(lambda: all(t["health"] == "up" for t in targets()), timeout=120)
+    # Right after a deployment some targets have not been scraped yet, and
+    # a Prometheus that just restarted has not discovered any.
+    _wait(lambda: (found := targets()) and all(t["health"] == "up" for t in found), timeout=120)
     active = targets()
     down = [(t["labels"].get("job"), t["scrapeUrl"], t["health"], t["lastError"])
             for t in active if t["health"] != "up"]
