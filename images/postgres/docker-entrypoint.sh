@@ -3,6 +3,7 @@
 # documented interface of the docker.io/library/postgres image: POSTGRES_PASSWORD (required unless POSTGRES_HOST_AUTH_METHOD=trust),
 # POSTGRES_USER (default postgres), POSTGRES_DB (default $POSTGRES_USER), POSTGRES_INITDB_ARGS,
 # POSTGRES_HOST_AUTH_METHOD, PGDATA, *_FILE variants, and /docker-entrypoint-initdb.d/*.{sh,sql,sql.gz}.
+# With `patroni [CONFIG]` as its command it starts Patroni instead (the highly available layout).
 set -Eeo pipefail
 
 file_env() { # VAR [default]: allow VAR_FILE to hold the value
@@ -17,7 +18,7 @@ file_env() { # VAR [default]: allow VAR_FILE to hold the value
 
 if [ "${1:0:1}" = '-' ]; then set -- postgres "$@"; fi
 
-if [ "$1" = postgres ] && [ "$(id -u)" = 0 ]; then
+if { [ "$1" = postgres ] || [ "$1" = patroni ]; } && [ "$(id -u)" = 0 ]; then
   mkdir -p "$PGDATA" /var/run/postgresql
   chown postgres:postgres "$PGDATA" /var/run/postgresql
   chmod 700 "$PGDATA" || true
@@ -68,6 +69,19 @@ if [ "$1" = postgres ]; then
     unset PGPASSWORD
     echo "PostgreSQL init process complete; ready for start up."
   fi
+fi
+
+# Patroni mode: Patroni runs initdb for a new cluster, adopts a data directory it finds, or copies one
+# from the leader; none of the single-server steps above apply. Its configuration is CONFIG (default
+# /etc/patroni/patroni.yml, the ConfigMap, which holds no secret) merged with the PATRONI_* environment.
+# Each password may be given as a file, PATRONI_<USER>_PASSWORD_FILE, as the Secrets are mounted;
+# Patroni passes none of the PATRONI_* variables on to PostgreSQL.
+if [ "$1" = patroni ]; then
+  for user in SUPERUSER REPLICATION REWIND RESTAPI; do
+    fileVar=PATRONI_${user}_PASSWORD_FILE
+    if [ -n "${!fileVar:-}" ]; then file_env "PATRONI_${user}_PASSWORD"; fi
+  done
+  if [ $# -eq 1 ]; then set -- patroni /etc/patroni/patroni.yml; fi
 fi
 
 exec "$@"

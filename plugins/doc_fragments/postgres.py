@@ -64,9 +64,20 @@ options:
         type: str
         required: true
       pod:
-        description: Name of the pod running PostgreSQL, for example C(postgres-0).
+        description:
+          - Name of the pod running PostgreSQL.
+          - One of O(port_forward.pod) and O(port_forward.selector) is required.
         type: str
-        required: true
+      selector:
+        description:
+          - Label selector of the pod running PostgreSQL, resolved once when the
+            module starts; exactly one Running pod must match, or the module
+            fails naming the pods it found and changes nothing.
+          - For the platform's PostgreSQL under Patroni, the primary is
+            C(app.kubernetes.io/name=postgres,cluster-name=postgres,role=primary).
+            Patroni sets C(role) on the member that holds the leader lock, so
+            no pod name is assumed to be the primary.
+        type: str
       port:
         description: Port PostgreSQL listens on in the pod.
         type: int

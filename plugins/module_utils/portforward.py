@@ -37,30 +37,54 @@ class PortForwardError(Exception):
     pass
 
 
-class PortForward(object):
-    """Context manager: ``with PortForward(api, 'skx-data', 'postgres-0', 5432) as pf:``
-    (api: a module_utils.kubeapi.KubeClient) then connect to
-    ``pf.directory``/``pf.port`` (libpq) or ``pf.path``."""
+def resolve_pod(api, namespace, pod=None, selector=None):
+    """The name of the one Running pod named ``pod``, or labelled ``selector``
+    (for example the PostgreSQL primary, which Patroni labels ``role=primary``:
+    whichever member holds the leader lock); PortForwardError otherwise."""
+    if selector:
+        try:
+            pods = api.list('v1', 'Pod', namespace, label_selector=selector)
+        except ApiError as e:
+            raise PortForwardError('cannot list the pods labelled %s in %s: %s' % (selector, namespace, e.message))
+        running = sorted(p['metadata']['name'] for p in pods
+                         if (p.get('status') or {}).get('phase') == 'Running'
+                         and not p['metadata'].get('deletionTimestamp'))
+        if len(running) != 1:
+            raise PortForwardError('%s Running pod(s) labelled %s in %s (%s), one expected%s' % (
+                len(running), selector, namespace, ', '.join(running) or 'none',
+                ': a failover may be under way, run again in a moment' if not running else ''))
+        return running[0]
+    try:
+        found = api.get('v1', 'Pod', pod, namespace)
+    except ApiError as e:
+        raise PortForwardError('cannot read pod %s/%s: %s' % (namespace, pod, e.message))
+    if found is None:
+        raise PortForwardError('pod %s/%s does not exist' % (namespace, pod))
+    phase = (found.get('status') or {}).get('phase')
+    if phase != 'Running':
+        raise PortForwardError('pod %s/%s is %s, not Running' % (namespace, pod, phase))
+    return pod
 
-    def __init__(self, api, namespace, pod, port):
+
+class PortForward(object):
+    """Context manager: ``with PortForward(api, 'skx-data', 'postgres-1', 5432) as pf:``
+    or ``PortForward(api, 'skx-data', None, 5432, selector='role=primary')``
+    (api: a module_utils.kubeapi.KubeClient) then connect to
+    ``pf.directory``/``pf.port`` (libpq) or ``pf.path``. With a selector,
+    the pod is resolved once, on entry: every connection goes to it."""
+
+    def __init__(self, api, namespace, pod, port, selector=None):
         self.api = api
         self.namespace = namespace
         self.pod = pod
+        self.selector = selector
         self.port = int(port)
         self._listener = None
         self.directory = None
         self.path = None
 
     def __enter__(self):
-        try:
-            pod = self.api.get('v1', 'Pod', self.pod, self.namespace)
-        except ApiError as e:
-            raise PortForwardError('cannot read pod %s/%s: %s' % (self.namespace, self.pod, e.message))
-        if pod is None:
-            raise PortForwardError('pod %s/%s does not exist' % (self.namespace, self.pod))
-        phase = (pod.get('status') or {}).get('phase')
-        if phase != 'Running':
-            raise PortForwardError('pod %s/%s is %s, not Running' % (self.namespace, self.pod, phase))
+        self.pod = resolve_pod(self.api, self.namespace, self.pod, self.selector)
         self.directory = tempfile.mkdtemp(prefix='skx-pf-')
         self.path = os.path.join(self.directory, '.s.PGSQL.%d' % self.port)
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

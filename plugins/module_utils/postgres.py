@@ -51,11 +51,12 @@ def postgres_argument_spec():
         ca_cert=dict(type='path'),
         port_forward=dict(type='dict', options=dict(
             namespace=dict(type='str', required=True),
-            pod=dict(type='str', required=True),
+            pod=dict(type='str'),
+            selector=dict(type='str'),
             port=dict(type='int', default=5432),
             kubeconfig=dict(type='path'),
             context=dict(type='str'),
-        )),
+        ), mutually_exclusive=[('pod', 'selector')], required_one_of=[('pod', 'selector')]),
     )
 
 
@@ -85,7 +86,7 @@ def postgres_endpoint(module, kubeconfig=None, context=None):
     except (KubeConfigError, IOError, OSError, ValueError) as e:
         module.fail_json(msg='Cannot use the cluster for port_forward: %s' % e)
     try:
-        with PortForward(api, forward['namespace'], forward['pod'], forward['port']) as pf:
+        with PortForward(api, forward['namespace'], forward['pod'], forward['port'], forward['selector']) as pf:
             params.update(host=pf.directory, port=pf.port)
             yield params
     except PortForwardError as e:

@@ -205,7 +205,7 @@ EXAMPLES = r'''
     restart:
       - {namespace: skx-instance1, name: instance}
     login_password: "{{ postgres_superuser_password }}"
-    port_forward: {namespace: skx-data, pod: postgres-0}
+    port_forward: {namespace: skx-data, selector: "app.kubernetes.io/name=postgres,cluster-name=postgres,role=primary"}
 
 - name: Rotate the Redis password used by Redis and the frontend
   superkubernetex.platform.secret_rotation:

@@ -236,7 +236,7 @@ EXAMPLES = r'''
     login_password: "{{ postgres_superuser_password }}"
     port_forward:
       namespace: skx-data
-      pod: postgres-0
+      selector: app.kubernetes.io/name=postgres,cluster-name=postgres,role=primary
 
 - name: The shared database of auth and payment, each service with its own roles and grants
   superkubernetex.platform.tenant_database:
@@ -260,7 +260,7 @@ EXAMPLES = r'''
     login_password: "{{ postgres_superuser_password }}"
     port_forward:
       namespace: skx-data
-      pod: postgres-0
+      selector: app.kubernetes.io/name=postgres,cluster-name=postgres,role=primary
 
 - name: Remove the instance3 database after a final dump
   superkubernetex.platform.tenant_database:

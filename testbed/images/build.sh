@@ -165,6 +165,7 @@ platform_setting() {
 # Dockerfile), removed by buildah_cleanup when the step ends, so the cache
 # keeps only the image archives.
 BUILDAH_DIR="$SKX_CACHE/images/work/buildah"
+HOST_CA_BUNDLE=${SKX_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 buildah_() { buildah --root "$BUILDAH_DIR/storage" --runroot "$BUILDAH_DIR/run" "$@"; }
 buildah_cleanup() { rm -rf "$BUILDAH_DIR"; }
 
@@ -184,7 +185,11 @@ _build_dockerfile() {
   id=$(buildah_ pull --quiet "oci-archive:$(image_tar "$base_def")") || die "loading $base_ref into buildah failed"
   buildah_ tag "$id" "$base_ref" || die "tagging $base_ref failed"
   log "building image $REF (buildah, $CONTEXT/Dockerfile)"
-  nice -n 10 buildah --root "$BUILDAH_DIR/storage" --runroot "$BUILDAH_DIR/run" build --quiet --layers --pull=never --isolation chroot --build-arg "VERSION=$version" \
+  # This machine's CA bundle, for the steps that download over TLS (the PostgreSQL image's pip):
+  # mounted as the build secret ca-bundle, as roles/images' images_build_ca_bundle does.
+  local ca=()
+  [ -s "$HOST_CA_BUNDLE" ] && ca=(--secret "id=ca-bundle,src=$HOST_CA_BUNDLE")
+  nice -n 10 buildah --root "$BUILDAH_DIR/storage" --runroot "$BUILDAH_DIR/run" build --quiet --layers --pull=never --isolation chroot --build-arg "VERSION=$version" "${ca[@]}" \
     --tag "$REF" --file "$TESTBED_DIR/../$CONTEXT/Dockerfile" "$TESTBED_DIR/../$CONTEXT" \
     >"$SKX_CACHE/images/work/$(basename "$def" .sh).log" 2>&1 \
     || { tail -30 "$SKX_CACHE/images/work/$(basename "$def" .sh).log" >&2; die "buildah build of $REF failed"; }

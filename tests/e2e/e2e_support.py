@@ -76,16 +76,48 @@ def secret_data(namespace, name):
     return {k: base64.b64decode(v).decode() for k, v in data.items()}
 
 
-def psql(sql, database="postgres", user=None, password=None, check=True):
-    """Run SQL in the PostgreSQL pod: as the superuser over the socket, or as
-    user/password over TCP (so the role's real authentication applies)."""
+# The PostgreSQL primary: whichever member holds Patroni's leader lock
+# (platform_postgres_primary_selector, roles/platform/vars/main.yml).
+POSTGRES_PRIMARY = "app.kubernetes.io/name=postgres,cluster-name=postgres,role=primary"
+
+
+def postgres_primary(timeout=120):
+    """The name of the pod Patroni labels primary (waits for one, bounded)."""
+    def one():
+        names = kubectl("-n", "skx-data", "get", "pod", "-l", POSTGRES_PRIMARY, "--field-selector=status.phase=Running",
+                        "-o", "jsonpath={.items[*].metadata.name}", check=False).stdout.split()
+        return names[0] if len(names) == 1 else None
+    return wait(one, timeout=timeout, interval=1, what="one PostgreSQL primary")
+
+
+def psql(sql, database="postgres", user=None, password=None, check=True, pod=None):
+    """Run SQL in the PostgreSQL primary (or pod): as the superuser over the
+    socket, or as user/password over TCP (so the role's real authentication
+    applies)."""
     if user is None:
         args = ["psql", "-U", "postgres", "-h", "/var/run/postgresql", "-d", database, "-tAXc", sql]
         env = []
     else:
         args = ["psql", "-h", "127.0.0.1", "-U", user, "-d", database, "-tAXc", sql]
         env = ["env", f"PGPASSWORD={password}"]
-    return kubectl("-n", "skx-data", "exec", "postgres-0", "-c", "postgres", "--", *env, *args, check=check)
+    return kubectl("-n", "skx-data", "exec", pod or postgres_primary(), "-c", "postgres", "--", *env, *args,
+                   check=check)
+
+
+def signups(prefix, password, acked, refused, stop):
+    """Signs up prefix-1@example.com, prefix-2@... through auth every 0.1 s
+    until stop is set: each email goes to acked (201) or refused (any other
+    answer, or no connection). Nothing is retried."""
+    n = 0
+    while not stop.is_set():
+        n += 1
+        email = f"{prefix}-{n}@example.com"
+        try:
+            r = https(HOSTS["auth"], "/signup", "POST", {"email": email, "password": password}, timeout=10)
+            (acked if r.status == 201 else refused).append(email)
+        except ConnectionError:
+            refused.append(email)
+        stop.wait(0.1)
 
 
 def stripe_signature(payload, secret, timestamp=None):

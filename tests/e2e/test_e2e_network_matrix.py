@@ -248,6 +248,10 @@ def plan(rendered):
             notes.append(f"{namespace}/{name}: its namespace does not exist on the cluster, no probe")
             continue
         labels = {**(pod_template(w)["metadata"].get("labels") or {}), PROBE_LABEL: run_id}
+        # Patroni's scope label: no NetworkPolicy selects it, and the
+        # PostgreSQL members' required anti-affinity does, which would keep
+        # a probe carrying it off their node.
+        labels.pop("cluster-name", None)
         sources.append(Source(f"{namespace}/{name}", namespace, f"netprobe-{name}-{run_id}"[:63], labels,
                               pod(namespace, labels, name=f"{namespace}/{name}")))
     assert sources, "no workload rendered in a namespace of the cluster"

@@ -1,8 +1,10 @@
 """Observability on the deployed testbed (issue 6, acceptance on the cluster):
 every scrape target of the in-cluster Prometheus is up; every dashboard
 panel's query returns data from it (except the panels listed below: built on
-kube-state-metrics, which the testbed cannot run, or on the kubelet's volume
-stats, which local-path volumes do not have); a real alert rule fires
+kube-state-metrics, which the testbed cannot run, on the kubelet's volume
+stats, which local-path volumes do not have, or on PostgreSQL replicas
+while it runs one member); Patroni's /metrics is scraped on every
+PostgreSQL member and names one primary; a real alert rule fires
 when Redis goes away and its notification reaches a Slack-compatible webhook
 sink and an SMTP sink run here on the node address, then resolves; a line
 logged by instance2 is found in VictoriaLogs by its instance label and not
@@ -24,7 +26,7 @@ import uuid
 import pytest
 import requests
 
-from e2e_support import HOSTS, KUBECTL, ROOT, SETTINGS, https, kubectl
+from e2e_support import HOSTS, KUBECTL, ROOT, SETTINGS, https, kubectl, postgres_primary
 
 from lib.monitoring_support import SMTPSink, WebhookSink, start_sinks
 
@@ -56,6 +58,12 @@ EMPTY_WITHOUT_KSM = {
 EMPTY_ON_LOCAL_PATH = {
     ("skx-instance.json", "Files volume used"),
     ("skx-kubernetes.json", "Volumes used"),
+}
+
+# Panels with no data while PostgreSQL runs one member (the testbed's
+# postgres_replicas): the replay lag exists on replicas only.
+EMPTY_WITH_ONE_MEMBER = {
+    ("skx-data.json", "PostgreSQL replication lag per replica"),
 }
 
 
@@ -105,15 +113,16 @@ def test_every_scrape_target_is_up(prometheus):
         return requests.get(f"{prometheus}/api/v1/targets", params={"state": "active"},
                             timeout=20).json()["data"]["activeTargets"]
 
-    # Right after a deployment some targets have not been scraped yet.
-    _wait(lambda: all(t["health"] == "up" for t in targets()), timeout=120)
+    # Right after a deployment some targets have not been scraped yet, and
+    # a Prometheus that just restarted has not discovered any.
+    _wait(lambda: (found := targets()) and all(t["health"] == "up" for t in found), timeout=120)
     active = targets()
     down = [(t["labels"].get("job"), t["scrapeUrl"], t["health"], t["lastError"])
             for t in active if t["health"] != "up"]
     assert not down, f"targets not up: {down}"
     jobs = {t["labels"]["job"] for t in active}
     expected = {"prometheus", "alertmanager", "pushgateway", "node-exporter", "kubelet", "cadvisor",
-                "kubernetes-pods"} | ({"kube-state-metrics"} if KSM else set())
+                "kubernetes-pods", "patroni"} | ({"kube-state-metrics"} if KSM else set())
     assert jobs == expected
     # Every kind of pod that asks to be scraped is, each labelled with its instance.
     pods = {(t["labels"]["namespace"], t["labels"].get("service"), t["labels"]["instance"])
@@ -130,6 +139,16 @@ def test_every_scrape_target_is_up(prometheus):
     for metric in ("pg_up", "redis_up"):
         assert _wait(lambda: [r["value"][1] for r in _query(prometheus, metric)] == ["1"], timeout=90), \
             f"{metric}: {_query(prometheus, metric)}"
+    # Patroni's REST API on every PostgreSQL member (job patroni, port
+    # 8008: the NetworkPolicy admits Prometheus), labelled like the
+    # exporter's series; exactly one member runs as primary.
+    members = _replicas("statefulset", "postgres")
+    patroni = {(t["labels"]["namespace"], t["labels"]["pod"], t["labels"]["service"], t["labels"]["instance"])
+               for t in active if t["labels"]["job"] == "patroni"}
+    assert patroni == {("skx-data", f"postgres-{i}", "postgres", "shared") for i in range(members)}, patroni
+    assert all(t["scrapeUrl"].endswith(":8008/metrics") for t in active if t["labels"]["job"] == "patroni")
+    primaries = _query(prometheus, 'patroni_primary{job="patroni"} == 1')
+    assert [r["metric"]["pod"] for r in primaries] == [postgres_primary()], f"patroni_primary: {primaries}"
     print(f"{len(active)} targets up: " + ", ".join(
         f"{job}={sum(t['labels']['job'] == job for t in active)}" for job in sorted(jobs)))
 
@@ -188,8 +207,11 @@ def test_every_dashboard_panel_has_data_from_the_cluster_prometheus(prometheus):
 
     classes = json.loads(kubectl("get", "storageclasses", "-o", "json").stdout)["items"]
     local_path_only = {c["provisioner"] for c in classes} == {"rancher.io/local-path"}
+    one_member = _replicas("statefulset", "postgres") == 1
     reasons = {**({} if KSM else dict.fromkeys(EMPTY_WITHOUT_KSM, r"\bkube_")),
-               **(dict.fromkeys(EMPTY_ON_LOCAL_PATH, r"\bkubelet_volume_stats_") if local_path_only else {})}
+               **(dict.fromkeys(EMPTY_ON_LOCAL_PATH, r"\bkubelet_volume_stats_") if local_path_only else {}),
+               **(dict.fromkeys(EMPTY_WITH_ONE_MEMBER, r"\bnamespace_pod:patroni_replay_lag:bytes\b")
+                  if one_member else {})}
     expected = set(reasons)
     def settled():  # rates need two scrapes after the traffic above
         empty = empty_panels()

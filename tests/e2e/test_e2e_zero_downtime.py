@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 from e2e_load import Load, Target, request
-from e2e_support import HOSTS, ROOT, https, kubectl, psql, secret_data
+from e2e_support import HOSTS, ROOT, https, kubectl, postgres_primary, psql, secret_data, signups
 from lib.ansible_env import playbook_env
 
 INSTANCES = ["instance1", "instance2", "instance3"]
@@ -223,16 +223,7 @@ def test_deleting_the_postgresql_pod_loses_no_committed_data():
     acked, refused, stop = [], [], threading.Event()
 
     def writer():
-        n = 0
-        while not stop.is_set():
-            n += 1
-            email = f"pgdel-{run}-{n}@example.com"
-            try:
-                r = https(HOSTS["auth"], "/signup", "POST", {"email": email, "password": PASSWORD}, timeout=10)
-                (acked if r.status == 201 else refused).append(email)
-            except ConnectionError:
-                refused.append(email)
-            stop.wait(0.1)
+        signups(f"pgdel-{run}", PASSWORD, acked, refused, stop)
 
     def count():
         return int(psql(f"SELECT count(*) FROM users WHERE email LIKE 'pgdel-{run}-%'",
@@ -247,13 +238,21 @@ def test_deleting_the_postgresql_pod_loses_no_committed_data():
         acked_before = len(acked)
         rows_before = count()
         assert rows_before >= acked_before
-        uid = json.loads(kubectl("-n", "skx-data", "get", "pod", "postgres-0", "-o", "json").stdout)["metadata"]["uid"]
+        primary = postgres_primary()
+        uid = json.loads(kubectl("-n", "skx-data", "get", "pod", primary, "-o", "json").stdout)["metadata"]["uid"]
         started = time.monotonic()
-        kubectl("-n", "skx-data", "delete", "pod", "postgres-0", "--wait=false")
-        wait(lambda: json.loads(kubectl("-n", "skx-data", "get", "pod", "postgres-0", "-o", "json",
-                                        check=False).stdout or "{}").get("metadata", {}).get("uid") not in (None, uid),
-             timeout=120, interval=1, what="a new postgres-0")
-        kubectl("-n", "skx-data", "rollout", "status", "statefulset/postgres", "--timeout=300s", timeout=320)
+        kubectl("-n", "skx-data", "delete", "pod", primary, "--wait=false")
+
+        def new_primary():
+            name = postgres_primary()
+            pod = json.loads(kubectl("-n", "skx-data", "get", "pod", name, "-o", "json", check=False).stdout or "{}")
+            return pod.get("metadata", {}).get("uid") not in (None, uid)
+        # Patroni's role label: the same pod recreated with a single member,
+        # a promoted replica with several.
+        wait(new_primary, timeout=120, interval=1, what=f"a primary other than the deleted {primary}")
+        # The StatefulSet updates OnDelete (no rollout status): every member Ready.
+        kubectl("-n", "skx-data", "wait", "--for=condition=Ready", "pod", "-l", "app.kubernetes.io/name=postgres",
+                "--timeout=300s", timeout=320)
         back = len(acked)
         wait(lambda: len(acked) >= back + 20, timeout=180, interval=1, what="20 sign-ups after the restart")
         recovered = time.monotonic() - started

@@ -5,6 +5,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import shutil
 import socketserver
 import subprocess
@@ -47,6 +48,28 @@ def render(outdir, *extra_args, check=True):
         return proc
     assert proc.returncode == 0, f"render failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
     return outdir
+
+
+def relabel(labels, rules):
+    """Prometheus' relabelling (replace, keep, drop, the defaults of each
+    field); None when the target or series is dropped."""
+    labels = dict(labels)
+    for rule in rules:
+        action = rule.get("action", "replace")
+        value = rule.get("separator", ";").join(labels.get(n, "") for n in rule.get("source_labels", []))
+        match = re.fullmatch(rule.get("regex", "(.*)"), value)
+        if action == "keep" and not match:
+            return None
+        if action == "drop" and match:
+            return None
+        if action == "replace" and match:
+            replacement = re.sub(r"\$(\d+)|\$\{(\d+)\}", lambda m: match.group(int(m.group(1) or m.group(2))) or "",
+                                 str(rule.get("replacement", "$1")))
+            if replacement:
+                labels[rule["target_label"]] = replacement
+            else:
+                labels.pop(rule["target_label"], None)
+    return labels
 
 
 def load_docs(path):

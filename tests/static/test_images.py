@@ -94,8 +94,9 @@ def test_each_dockerfile_runs_as_non_root_with_labels(name):
     for label in ("title", "description", "version", "licenses", "base.name"):
         assert f"org.opencontainers.image.{label}=" in dockerfile, label
     assert re.search(r"^ARG VERSION=", dockerfile, re.M)
-    # Everything the image runs is installed at build time from Debian: no
-    # download tool runs in a RUN step, no remote ADD.
+    # Everything the image runs is installed at build time from Debian (and
+    # postgres' Patroni by pip, at pinned hashes): no download tool runs in a
+    # RUN step, no remote ADD.
     assert not re.search(r"^(ADD|COPY)\s+https?://", dockerfile, re.M)
     assert not re.search(r"(curl|wget)\s+[^|]*https?://", dockerfile)
 
@@ -103,7 +104,8 @@ def test_each_dockerfile_runs_as_non_root_with_labels(name):
 def test_the_postgres_image_is_made_for_the_postgres_role():
     """images/postgres: the user the StatefulSet runs as owns the data (created
     before the packages, so they take it); no cluster of the package's own in
-    the image; Patroni with its Kubernetes DCS and pgBackRest installed."""
+    the image; pgBackRest from Debian; Patroni from PyPI, in a virtualenv of
+    its own, exactly the files patroni-requirements.txt pins (not Debian's)."""
     dockerfile = open(os.path.join(ROOT, DEFINITIONS["postgres"]["context"], "Dockerfile")).read()
     uid = yaml.safe_load(open(os.path.join(ROOT, "roles", "postgres", "defaults", "main.yml")))["postgres_run_as_user"]
     assert re.findall(r"^USER\s+(\S+)", dockerfile, re.M)[-1] in (str(uid), f"{uid}:{uid}")
@@ -112,10 +114,63 @@ def test_the_postgres_image_is_made_for_the_postgres_role():
     server = re.search(r"install -y --no-install-recommends\s*\\?\s*postgresql-15\b", dockerfile)
     assert useradd and 0 <= no_cluster and server and useradd.start() < no_cluster < server.start()
     assert re.search(rf"groupadd [^&]*--gid {uid} postgres\b", dockerfile)
-    for package in ("postgresql-15", "patroni", "python3-kubernetes", "pgbackrest", "locales", "tzdata"):
-        assert re.search(rf"\s{package}\s", dockerfile), package
+    installed = " ".join(re.findall(r"apt-get install -y --no-install-recommends((?:\s+\\\n|\s+[a-z0-9.+-]+)+)", dockerfile))
+    packages = set(installed.replace("\\", " ").split())
+    assert {"postgresql-15", "pgbackrest", "locales", "tzdata", "python3", "python3-venv"} <= packages, packages
+    assert not {"patroni", "python3-kubernetes"} & packages, packages
+    assert re.search(r"^COPY patroni-requirements.txt /tmp/patroni-requirements.txt$", dockerfile, re.M)
+    assert re.search(r"python3 -m venv /opt/patroni\b", dockerfile)
+    assert re.search(r"/opt/patroni/bin/pip install [^&]*--require-hashes --no-deps[^&]*-r /tmp/patroni-requirements.txt",
+                     dockerfile)
+    # A proxy's CA bundle, when the build gets one, is a build secret of that
+    # step: mounted for it, never copied into a layer or named in ENV.
+    assert re.search(r"^RUN --mount=type=secret,id=ca-bundle \\$", dockerfile, re.M)
+    assert re.search(r"--cert /run/secrets/ca-bundle", dockerfile)
+    assert not re.search(r"^(COPY|ADD|ENV)\b.*ca-bundle", dockerfile, re.M)
     assert re.search(r'^ENTRYPOINT \["docker-entrypoint.sh"\]', dockerfile, re.M)
     assert re.search(r"^COPY\b.* docker-entrypoint.sh /usr/local/bin/", dockerfile, re.M)
+
+
+def test_patroni_and_everything_it_pulls_in_are_pinned_with_hashes():
+    """Every requirement of patroni-requirements.txt is name==version with at
+    least one sha256; Patroni is a 4.x release, psycopg the control node's."""
+    text = open(os.path.join(ROOT, "images", "postgres", "patroni-requirements.txt")).read()
+    entries = re.split(r"\n(?=[A-Za-z])", re.sub(r"^#.*\n", "", text, flags=re.M).strip())
+    pins = {}
+    for entry in entries:
+        match = re.match(r"^([A-Za-z0-9_.-]+)==(\S+) \\\n", entry)
+        assert match and re.search(r"--hash=sha256:[0-9a-f]{64}", entry), entry[:200]
+        pins[match.group(1).lower()] = match.group(2)
+    assert re.match(r"^4\.\d+\.\d+$", pins["patroni"])
+    control = open(os.path.join(ROOT, "requirements.txt")).read()
+    assert f"psycopg[binary]=={pins['psycopg']}" in control
+    wanted = open(os.path.join(ROOT, "images", "postgres", "patroni-requirements.in")).read()
+    assert f"patroni[kubernetes]=={pins['patroni']}" in wanted and f"psycopg=={pins['psycopg']}" in wanted
+
+
+def test_the_entrypoint_starts_patroni_with_passwords_from_files(tmp_path):
+    """`patroni` as the command: Patroni with /etc/patroni/patroni.yml (or the
+    file given), each PATRONI_<USER>_PASSWORD read from its _FILE; both set fails."""
+    entrypoint = os.path.join(ROOT, "images", "postgres", "docker-entrypoint.sh")
+    # Stand-ins on PATH: patroni prints what it was given, id says the
+    # image's user (the root branch, which drops to it, stays out of this).
+    for name, script in (("patroni", 'echo "args: $*"; env | grep ^PATRONI_ | sort'), ("id", "echo 999")):
+        stub = tmp_path / name
+        stub.write_text(f"#!/bin/bash\n{script}\n")
+        stub.chmod(0o755)
+    secret = tmp_path / "superuser"
+    secret.write_text("s3cret\n")
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "PATRONI_SUPERUSER_PASSWORD_FILE": str(secret),
+           "PATRONI_REPLICATION_PASSWORD": "direct"}
+    proc = subprocess.run(["bash", entrypoint, "patroni"], env=env, capture_output=True, text=True, check=True)
+    assert proc.stdout.splitlines() == ["args: /etc/patroni/patroni.yml", "PATRONI_REPLICATION_PASSWORD=direct",
+                                        "PATRONI_SUPERUSER_PASSWORD=s3cret"]
+    proc = subprocess.run(["bash", entrypoint, "patroni", "/config/patroni.yml"], env={"PATH": env["PATH"]},
+                          capture_output=True, text=True, check=True)
+    assert proc.stdout.splitlines() == ["args: /config/patroni.yml"]
+    proc = subprocess.run(["bash", entrypoint, "patroni"], env={**env, "PATRONI_SUPERUSER_PASSWORD": "x"},
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "both PATRONI_SUPERUSER_PASSWORD and PATRONI_SUPERUSER_PASSWORD_FILE" in proc.stderr
 
 
 def test_the_artifact_ships_the_dockerfiles():

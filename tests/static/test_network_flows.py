@@ -119,6 +119,25 @@ def test_only_prometheus_opens_the_apps_operations_port(platform):
         assert not allowed(cluster, INGRESS_CONTROLLER, destination, OPS_PORT), destination.name
 
 
+def test_only_prometheus_and_the_members_open_patronis_rest_api(platform, rendered):
+    """Patroni's REST API (the members' port named patroni) answers the
+    other members (leader race, failsafe mode) and Prometheus, which scrapes
+    /metrics there; no other source opens it, and Prometheus no other port
+    of the members than it and the exporter's."""
+    cluster, pods = platform
+    [statefulset] = [o for o in load_objects(rendered) if o["kind"] == "StatefulSet"
+                     and o["metadata"]["name"] == "postgres"]
+    ports = {p.get("name"): p["containerPort"] for c in statefulset["spec"]["template"]["spec"]["containers"]
+             for p in c.get("ports", [])}
+    api_port, exporter_port = ports["patroni"], ports["metrics"]
+    [member] = [p for p in pods if p.name == "skx-data/postgres"]
+    openers = sorted(s.name for s in pods + list(OUTSIDE_SOURCES) if allowed(cluster, s, member, api_port))
+    assert openers == ["skx-data/postgres", "skx-monitoring/prometheus"], openers
+    [prometheus] = [p for p in pods if p.name == "skx-monitoring/prometheus"]
+    scraped = sorted(n for n, proto in candidate_ports(cluster, member) if allowed(cluster, prometheus, member, n, proto))
+    assert scraped == sorted([api_port, exporter_port]), scraped
+
+
 def internet_ports_of(cluster, pods, name):
     """The (port, protocol) pairs the named pod may open to an internet address."""
     [source] = [p for p in pods if p.labels.get("app.kubernetes.io/name") == name]
@@ -163,7 +182,7 @@ def test_third_parties_are_reachable_only_when_configured_on_their_port_and_list
         assert internet_ports_of(cluster, pods, name) == ports, name
 
 
-API_CALLERS = ("prometheus", "kube-state-metrics", "vlagent")
+API_CALLERS = ("prometheus", "kube-state-metrics", "vlagent", "postgres")
 
 
 @pytest.mark.parametrize("cidrs, internet", [
@@ -177,7 +196,7 @@ def test_the_pods_that_call_the_api_reach_its_addresses_only_once_known(tmp_path
     without them writes any address."""
     out = tmp_path / "manifests"
     run_ansible("ansible-playbook", "playbooks/render.yml", "-i", "inventories/vm",
-                "--tags", "namespaces,monitoring,logging",
+                "--tags", "namespaces,postgres,monitoring,logging",
                 "-e", f"platform_render_dir={out}", "-e", json.dumps({"platform_api_server_cidrs": cidrs}))
     objects = load_objects(out)
     cluster, pods = Cluster(objects), workloads(objects)

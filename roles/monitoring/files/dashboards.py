@@ -196,8 +196,39 @@ def kubernetes():
     ], tags=["kubernetes"])
 
 
+# Patroni's /metrics on every PostgreSQL member (scrape job patroni), and
+# the replay lag recorded by roles/monitoring/files/rules/skx-alerts.yml.
+REPLAY_LAG = "namespace_pod:patroni_replay_lag:bytes"
+ROLE = ('label_replace(patroni_primary == 1, "role", "primary", "", "")'
+        ' or label_replace(patroni_replica == 1, "role", "replica", "", "")')
+
+
+def postgres_members():
+    members = table("PostgreSQL members: role, synchronous standby, timeline, lag", [
+        q(f"max by (pod, role) ({ROLE})", "role"),
+        q("max by (pod) (patroni_sync_standby)", "synchronous standby"),
+        q("max by (pod) (patroni_postgres_timeline)", "timeline"),
+        q(f"max by (pod) ({REPLAY_LAG})", "lag"),
+    ], description="One row per member (Patroni's /metrics): its role, 1 on the synchronous standby, "
+                   "its PostgreSQL timeline (it goes up at each promotion), and on a replica how far "
+                   "its replay is behind the primary's flushed WAL.")
+    members["fieldConfig"]["overrides"] = [{"matcher": {"id": "byName", "options": "Value #D"},
+                                            "properties": [{"id": "unit", "value": "bytes"}]}]
+    return [
+        members,
+        ts("PostgreSQL replication lag per replica", [q(f"max by (pod) ({REPLAY_LAG})", "{{pod}}")],
+           unit="bytes", description="Replay position behind the primary's flushed WAL. Past Patroni's "
+                                     "maximum_lag_on_failover it would not promote the replica, and "
+                                     "postgres-replica stops routing to it (alert PatroniReplicationLag)."),
+        ts("PostgreSQL primary per member", [q("max by (pod) (patroni_primary)", "{{pod}}")],
+           description="1 on the member that runs as primary: a failover or switchover shows as the 1 "
+                       "moving to another member."),
+    ]
+
+
 def data():
     return dashboard("skx-data", "SuperKuberneteX / PostgreSQL, Redis and backups", [
+        *postgres_members(),
         ts("PostgreSQL database sizes", [q("sum by (datname) (pg_database_size_bytes)", "{{datname}}")],
            unit="bytes"),
         ts("PostgreSQL connections per database", [

@@ -17,6 +17,7 @@ import uuid
 
 import pytest
 
+from e2e_support import postgres_primary
 from lib.ansible_env import playbook_env
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
@@ -54,7 +55,7 @@ def psql(database, statement):
     script = ('d=/var/run/secrets/superkubernetex/postgres-superuser; '
               'PGPASSWORD="$(cat $d/password)" psql -h 127.0.0.1 -U "$(cat $d/username)" '
               f'-X -q -A -t -v ON_ERROR_STOP=1 -d {database}')
-    proc = subprocess.run([KUBECTL, "--kubeconfig", KUBECONFIG, "-n", DATA_NS, "exec", "-i", "postgres-0",
+    proc = subprocess.run([KUBECTL, "--kubeconfig", KUBECONFIG, "-n", DATA_NS, "exec", "-i", postgres_primary(),
                            "-c", "postgres", "--", "sh", "-c", script],
                           input=statement, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -2,6 +2,7 @@
 tools (promtool with Kubernetes service discovery, amtool), route alerts
 where the docs say, and carry no secret."""
 import os
+import re
 import shutil
 import subprocess
 
@@ -43,7 +44,7 @@ def test_prometheus_scrapes_every_source_the_platform_needs(rendered, tmp_path):
     _, config = _prometheus_config(rendered, tmp_path)
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     assert set(jobs) >= {"prometheus", "alertmanager", "pushgateway", "kube-state-metrics",
-                         "node-exporter", "kubelet", "cadvisor", "kubernetes-pods"}
+                         "node-exporter", "kubelet", "cadvisor", "kubernetes-pods", "patroni"}
     # Backups' labels (job skx-backup, database, kind) survive the scrape.
     assert jobs["pushgateway"]["honor_labels"] is True
     assert jobs["pushgateway"]["static_configs"][0]["targets"] == ["pushgateway.skx-monitoring.svc:9091"]
@@ -61,6 +62,17 @@ def test_prometheus_scrapes_every_source_the_platform_needs(rendered, tmp_path):
         assert r"skx\-(instance1|instance2|instance3)" in yaml.safe_dump(jobs[job], width=1000), job
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
         "alertmanager.skx-monitoring.svc:9093"]
+
+
+def test_every_job_the_rules_select_is_a_scrape_job(rendered, tmp_path):
+    """A rule that selects a job by name (the Patroni alerts: job patroni)
+    finds it among the rendered scrape jobs: renaming one without the other
+    would silence the rule."""
+    _, config = _prometheus_config(rendered, tmp_path)
+    with open(RULES) as f:
+        selected = set(re.findall(r'job="([^"]+)"', f.read()))
+    assert "patroni" in selected
+    assert selected <= {j["job_name"] for j in config["scrape_configs"]}
 
 
 def _alertmanager_config(outdir, tmp_path, name):

@@ -42,6 +42,8 @@ def test_required_dashboards_exist():
                      ("skx-kubernetes.json", "Pods per phase"),
                      ("skx-kubernetes.json", "Container restarts (1h)"),
                      ("skx-data.json", "PostgreSQL database sizes"),
+                     ("skx-data.json", "PostgreSQL members: role, synchronous standby, timeline, lag"),
+                     ("skx-data.json", "PostgreSQL replication lag per replica"),
                      ("skx-data.json", "Backups: last run per database and kind"),
                      ("skx-overview.json", "Backups: last run per database and kind")]:
         assert required in titles
@@ -131,6 +133,22 @@ class _Exporter(http.server.BaseHTTPRequestHandler):
             f'skx_backup_last_success_timestamp_seconds{{job="skx-backup",instance="shared",redis="redis",kind="redis_rdb"}} {self.start}',
             'skx_backup_last_status{job="skx-backup",instance="shared",redis="redis",kind="redis_rdb"} 1',
         ]
+        # Patroni's /metrics of three members (job patroni): postgres-0 is
+        # the primary, postgres-1 its synchronous standby, postgres-2 lags.
+        flushed = 1e9 + 1e6 * t
+        for i, (role, sync, replayed) in enumerate(
+                (("primary", 0, 0), ("replica", 1, flushed), ("replica", 0, flushed - 5e6))):
+            member = (f'job="patroni",namespace="skx-data",pod="postgres-{i}",instance="shared",service="postgres",'
+                      f'synchronous_mode="true",scope="postgres",name="postgres-{i}"')
+            lines += [
+                f'patroni_primary{{{member}}} {int(role == "primary")}',
+                f'patroni_replica{{{member}}} {int(role == "replica")}',
+                f"patroni_postgres_running{{{member}}} 1",
+                f"patroni_sync_standby{{{member}}} {sync}",
+                f"patroni_postgres_timeline{{{member}}} 4",
+                f'patroni_xlog_location{{{member}}} {flushed if role == "primary" else 0}',
+                f"patroni_xlog_replayed_location{{{member}}} {replayed}",
+            ]
         body = ("\n".join(lines) + "\n").encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; version=0.0.4")
@@ -205,3 +223,23 @@ def test_the_real_prometheus_loads_the_alert_rules(prometheus):
     with open(RULES) as f:
         assert len(rules) == sum(len(g["rules"]) for g in yaml.safe_load(f)["groups"])
     assert all(r["health"] == "ok" for r in rules), [r for r in rules if r["health"] != "ok"]
+
+
+def test_the_members_table_shows_each_members_role_and_lag(prometheus):
+    """The members table's queries, as the dashboard sends them, give each
+    member its role and each replica its lag (the exporter above: postgres-0
+    primary, postgres-2 5 MB behind)."""
+    board = json.loads(dashboards.render()["skx-data.json"])
+    [table] = [p for p in board["panels"] if p["title"].startswith("PostgreSQL members")]
+    role, _, _, lag = (t["expr"] for t in table["targets"])
+
+    def query(expr):
+        resp = requests.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10).json()
+        return resp["data"]["result"]
+
+    assert {r["metric"]["pod"]: r["metric"]["role"] for r in query(role)} == {
+        "postgres-0": "primary", "postgres-1": "replica", "postgres-2": "replica"}
+    lags = {r["metric"]["pod"]: float(r["value"][1]) for r in query(lag)}
+    assert set(lags) == {"postgres-1", "postgres-2"}, "the primary has no lag"
+    # One scrape holds both positions: the lag is exact (up to float rounding).
+    assert abs(lags["postgres-2"] - 5e6) < 1 and abs(lags["postgres-1"]) < 1, lags

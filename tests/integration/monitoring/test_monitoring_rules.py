@@ -1,5 +1,7 @@
 """Alert rules: promtool checks and unit tests, runbooks, one source of truth."""
+import ast
 import os
+import re
 import subprocess
 
 import yaml
@@ -60,3 +62,16 @@ def test_rules_configmap_embeds_the_rules_file_verbatim(rendered):
     with open(RULES) as f:
         source = f.read()
     assert configmap_data(rendered, "monitoring", "prometheus-rules.yaml", "skx-alerts.yml") == source
+
+
+def test_the_lag_threshold_is_patronis_maximum_lag_on_failover():
+    """PatroniReplicationLag fires past the lag at which Patroni no longer
+    promotes a replica and its readiness fails: the constant the Patroni
+    configuration filter sets (the rules file is embedded verbatim, so it
+    cannot name the variable)."""
+    with open(os.path.join(ROOT, "plugins", "filter", "patroni.py")) as f:
+        tree = ast.parse(f.read())
+    [limit] = [node.value.value for node in tree.body if isinstance(node, ast.Assign)
+               and any(getattr(t, "id", None) == "MAXIMUM_LAG_ON_FAILOVER" for t in node.targets)]
+    [rule] = [r for r in alerts() if r["alert"] == "PatroniReplicationLag"]
+    assert re.search(rf"namespace_pod:patroni_replay_lag:bytes > {limit}\b", rule["expr"]), rule["expr"]

@@ -4,39 +4,16 @@ and series, as Prometheus applies them. A tenant the list no longer names
 keeps being scraped under its own name (its pods carry the tenant label);
 alerts of tenants set to state: absent are dropped before Alertmanager."""
 import json
-import re
 import subprocess
 
 import pytest
 import yaml
 
-from lib.monitoring_support import configmap_data, render
+from lib.monitoring_support import configmap_data, relabel, render
 
 UNLISTED = [{"name": "instance9", "namespace": "skx-instance9", "host": "inst9.superkubernetex.com",
              "database": "instance9_db", "lifecycle": "unlisted"}]
 INSTANCES = [{"name": "instance1"}, {"name": "instance2", "state": "absent"}]
-
-
-def relabel(labels, rules):
-    """Prometheus' relabelling (replace, keep, drop, the defaults of each
-    field); None when the target or series is dropped."""
-    labels = dict(labels)
-    for rule in rules:
-        action = rule.get("action", "replace")
-        value = rule.get("separator", ";").join(labels.get(n, "") for n in rule.get("source_labels", []))
-        match = re.fullmatch(rule.get("regex", "(.*)"), value)
-        if action == "keep" and not match:
-            return None
-        if action == "drop" and match:
-            return None
-        if action == "replace" and match:
-            replacement = re.sub(r"\$(\d+)|\$\{(\d+)\}", lambda m: match.group(int(m.group(1) or m.group(2))) or "",
-                                 str(rule.get("replacement", "$1")))
-            if replacement:
-                labels[rule["target_label"]] = replacement
-            else:
-                labels.pop(rule["target_label"], None)
-    return labels
 
 
 @pytest.fixture(scope="module")

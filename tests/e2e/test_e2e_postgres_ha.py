@@ -1,0 +1,171 @@
+"""PostgreSQL under Patroni with three members, on the testbed (issue 16).
+
+SKX_TESTBED_POSTGRES_HA=1 runs it, on the deployed platform: site.yml
+brings PostgreSQL to postgres_replicas=3 (the shared settings follow:
+synchronous mode on), then, under a sign-up load through auth:
+  - the primary pod is deleted: a replica is promoted, and every sign-up
+    that was acknowledged is in the database afterwards (synchronous
+    replication); the figures are printed (refused sign-ups, seconds
+    without a primary);
+  - a switchover (Patroni's, as a rolling change does);
+  - a change of the members' template: the replicas are replaced first,
+    then a switchover, then the former primary (patroni_rollout);
+and site.yml brings it back to one member, changed=0 on the run after.
+The single-node testbed runs the members on one node (anti-affinity
+preferred, with the role's warning).
+"""
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+from e2e_support import ROOT, kubectl, postgres_primary, psql, signups, wait
+from lib.ansible_env import playbook_env
+
+pytestmark = pytest.mark.skipif(os.environ.get("SKX_TESTBED_POSTGRES_HA") != "1",
+                                reason="set SKX_TESTBED_POSTGRES_HA=1, on the deployed platform (it changes "
+                                       "the number of PostgreSQL members)")
+
+PASSWORD = "patroni failover password"
+
+
+def site(*extra):
+    playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+    started = time.monotonic()
+    proc = subprocess.run([playbook, "site.yml", "-i", "inventories/testbed", *extra], cwd=ROOT, env=playbook_env(),
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+    recap = next(line for line in proc.stdout.splitlines() if line.startswith("localhost "))
+    print(f"site.yml {' '.join(extra)}: {time.monotonic() - started:.0f} s, {recap.split(':', 1)[1].strip()}")
+    return proc.stdout, recap
+
+
+def members():
+    """Patroni's view of the cluster: {name: {role, state, lag}} (GET /cluster
+    on any member's REST API, read inside the pod)."""
+    out = kubectl("-n", "skx-data", "exec", postgres_primary(), "-c", "postgres", "--",
+                  "python3", "-c", "import urllib.request;print(urllib.request.urlopen("
+                  "'http://127.0.0.1:8008/cluster',timeout=5).read().decode())").stdout
+    return {m["name"]: m for m in json.loads(out)["members"]}
+
+
+def patronictl(*args):
+    """patronictl in the primary's container, with the REST API user's password
+    from its mounted Secret (never on a command line)."""
+    script = ('PATRONI_RESTAPI_PASSWORD="$(cat "$PATRONI_RESTAPI_PASSWORD_FILE")" '
+              'exec patronictl -c /etc/patroni/patroni.yml "$@"')
+    return kubectl("-n", "skx-data", "exec", postgres_primary(), "-c", "postgres", "--", "sh", "-c", script,
+                   "patronictl", *args, timeout=180)
+
+
+def streaming(count):
+    found = members()
+    leaders = [n for n, m in found.items() if m["role"] == "leader"]
+    replicas = [n for n, m in found.items() if m["role"] in ("replica", "sync_standby") and m["state"] == "streaming"]
+    return found if len(leaders) == 1 and len(replicas) == count - 1 else None
+
+
+@pytest.fixture(scope="module")
+def three_members():
+    out, _ = site("--tags", "namespaces,postgres", "-e", "postgres_replicas=3")
+    found = wait(lambda: streaming(3), timeout=600, interval=5, what="3 members, 2 of them streaming")
+    print("members:", {n: m["role"] for n, m in found.items()})
+    yield found
+    # Back to one member: postgres-0 must be the primary first (the role
+    # refuses to remove the primary's pod).
+    if postgres_primary() != "postgres-0":
+        patronictl("switchover", "--candidate", "postgres-0", "--force")
+        wait(lambda: postgres_primary() == "postgres-0", timeout=120, interval=1, what="postgres-0 primary")
+    site("--tags", "namespaces,postgres", "-e", "postgres_replicas=1")
+    wait(lambda: streaming(1), timeout=300, interval=5, what="one member")
+    _, recap = site("--tags", "namespaces,postgres")
+    assert " changed=0 " in recap, recap
+
+
+def under_load(action, what):
+    """Runs action() during sign-ups; returns (acked, refused, seconds until
+    20 more sign-ups succeeded after it), having checked that every
+    acknowledged sign-up is in the database."""
+    run = uuid.uuid4().hex[:8]
+    acked, refused, stop = [], [], threading.Event()
+    thread = threading.Thread(target=signups, args=(f"ha-{run}", PASSWORD, acked, refused, stop), daemon=True)
+    thread.start()
+    try:
+        wait(lambda: len(acked) >= 20, timeout=120, interval=1, what="20 sign-ups")
+        started = time.monotonic()
+        action()
+        back = len(acked)
+        wait(lambda: len(acked) >= back + 20, timeout=180, interval=1, what=f"20 sign-ups after the {what}")
+        recovered = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join(15)
+    present = set(psql(f"SELECT email FROM users WHERE email LIKE 'ha-{run}-%'", database="superkube").stdout.split())
+    missing = [e for e in acked if e not in present]
+    print(f"{what}: {len(acked)} sign-ups acknowledged, {len(refused)} refused, writes again after {recovered:.1f} s, "
+          f"{len(missing)} acknowledged missing")
+    assert missing == [], f"{len(missing)} acknowledged sign-ups lost in the {what}: {missing[:5]}"
+    return acked, refused, recovered
+
+
+def test_three_members_one_primary_synchronous(three_members):
+    config = json.loads(kubectl("-n", "skx-data", "get", "endpoints", "postgres-config", "-o", "json")
+                        .stdout)["metadata"]["annotations"]["config"]
+    assert json.loads(config)["synchronous_mode"] is True, config
+    assert sorted(m["role"] for m in three_members.values()) == ["leader", "replica", "sync_standby"], three_members
+    # The primary Service routes to the leader only.
+    ips = kubectl("-n", "skx-data", "get", "endpoints", "postgres", "-o", "jsonpath={.subsets[*].addresses[*].ip}").stdout
+    leader = next(n for n, m in three_members.items() if m["role"] == "leader")
+    leader_ip = kubectl("-n", "skx-data", "get", "pod", leader, "-o", "jsonpath={.status.podIP}").stdout
+    assert ips.split() == [leader_ip]
+
+
+def test_deleting_the_primary_promotes_a_replica_and_loses_no_acknowledged_write(three_members):
+    old = postgres_primary()
+
+    def delete_primary():
+        kubectl("-n", "skx-data", "delete", "pod", old, "--wait=false")
+        wait(lambda: postgres_primary() != old, timeout=120, interval=0.5, what="a new primary")
+    under_load(delete_primary, f"deletion of the primary {old}")
+    wait(lambda: streaming(3), timeout=300, interval=5, what=f"{old} back as a replica")
+
+
+def test_a_switchover_moves_the_primary_with_the_writes_going_on(three_members):
+    target = next(n for n, m in members().items() if m["role"] == "sync_standby")
+
+    def switchover():
+        patronictl("switchover", "--candidate", target, "--force")
+        wait(lambda: postgres_primary() == target, timeout=120, interval=0.5, what=f"{target} primary")
+    under_load(switchover, f"switchover to {target}")
+    wait(lambda: streaming(3), timeout=300, interval=5, what="3 members streaming after the switchover")
+
+
+def revisions():
+    sts = json.loads(kubectl("-n", "skx-data", "get", "statefulset", "postgres", "-o", "json").stdout)
+    pods = json.loads(kubectl("-n", "skx-data", "get", "pod", "-l", "app.kubernetes.io/name=postgres",
+                              "-o", "json").stdout)["items"]
+    return sts["status"]["updateRevision"], {p["metadata"]["name"]: p["metadata"]["labels"].get(
+        "controller-revision-hash") for p in pods}
+
+
+def test_a_rolling_change_updates_the_replicas_then_switches_over(three_members):
+    """A change of the members' template (here their CPU request) replaces
+    the replicas first, then switches over, then replaces the former
+    primary: the primary is never killed."""
+    old = postgres_primary()
+    resources = {"requests": {"cpu": "260m", "memory": "512Mi", "ephemeral-storage": "128Mi"},
+                 "limits": {"cpu": "2", "memory": "2Gi", "ephemeral-storage": "512Mi"}}
+
+    def rolling_change():
+        site("--tags", "namespaces,postgres", "-e", "postgres_replicas=3",
+             "-e", json.dumps({"postgres_resources": resources}))
+    under_load(rolling_change, "rolling change of the members' template")
+    assert postgres_primary() != old, f"{old} is still the primary: no switchover happened"
+    update, members_revision = revisions()
+    assert set(members_revision.values()) == {update}, members_revision
+    wait(lambda: streaming(3), timeout=300, interval=5, what="3 members streaming after the rolling change")
