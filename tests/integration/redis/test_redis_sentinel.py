@@ -94,21 +94,30 @@ class Member:
         self.redis = self.sentinel = None
         self.logs = {}
 
-    def init(self):
+    def init(self, sentinel=True):
         """The init container: what its inline command writes (the clients'
-        password and the exporter's user), then member.sh auth."""
+        password and the exporter's user), then, under Sentinel, member.sh auth."""
         auth = self.dirs["run"] / "auth.conf"
         auth.write_text(f'requirepass "{CLIENT_PASSWORD}"\n'
                         f"user exporter on >{EXPORTER_PASSWORD} {role_vars()['__redis_exporter_acl']}\n")
         auth.chmod(0o600)
-        self._sh("auth").wait(timeout=10)
+        if sentinel:
+            assert self._sh("auth").wait(timeout=10) == 0
+
+    def _run(self, name, command, env=None):
+        log = open(self.dirs["data"].parent / f"{name}.log", "ab")
+        self.logs[name] = log.name
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def _sh(self, mode):
-        log = open(self.dirs["data"].parent / f"{mode}.log", "ab")
-        self.logs[mode] = log.name
         env = dict(os.environ, SKX_MEMBER=self.host, SKX_BIND=self.host)
-        return subprocess.Popen(["sh", str(self.dirs["config"] / "member.sh"), mode], env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self._run(mode, ["sh", str(self.dirs["config"] / "member.sh"), mode], env)
+
+    def start_single_server(self):
+        """The single server of earlier releases: redis-server on the
+        ConfigMap's redis.conf (here on this member's address only)."""
+        self.redis = self._run("single", ["redis-server", str(self.dirs["config"] / "redis.conf"), "--bind", self.host])
+        wait_until(lambda: self.client().ping(), f"the single server on {self.host}", proc=self.redis)
 
     def start(self):
         self.redis = self._sh("redis")
@@ -116,11 +125,13 @@ class Member:
         self.sentinel = self._sh("sentinel")
         wait_until(lambda: self.sentinel_client().ping(), f"sentinel on {self.host}", proc=self.sentinel)
 
-    def kill(self):
+    def stop(self, sig=signal.SIGTERM):
+        """SIGTERM, as the kubelet stops a container (Redis writes its AOF
+        and exits); SIGKILL for a lost node."""
         for proc in (self.redis, self.sentinel):
             if proc and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=30)
 
     def client(self, **kwargs):
         kwargs.setdefault("password", CLIENT_PASSWORD)
@@ -152,23 +163,29 @@ def wait_until(check, what, timeout=DEADLINE, proc=None):
 
 
 @pytest.fixture
-def cluster():
+def members():
+    """Three members, not started."""
     root = tempfile.mkdtemp(prefix="skx-sentinel-")
     port, sentinel_port = port_free_on_every_member()
     members = [Member(root, i, port, sentinel_port) for i in range(len(MEMBERS))]
     try:
-        for m in members:
-            m.init()
-        for m in members:  # in ordinal order, as the StatefulSet starts them
-            m.start()
         yield members
     finally:
         for m in members:
-            m.kill()
+            m.stop(signal.SIGKILL)
         for m in members:
             for name in m.logs.values():
                 print(f"--- {name}\n" + Path(name).read_text(errors="replace")[-3000:])
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(members):
+    for m in members:
+        m.init()
+    for m in members:  # in ordinal order, as the StatefulSet starts them
+        m.start()
+    return members
 
 
 def primary_named(member):
@@ -251,7 +268,7 @@ def test_failover_when_the_primary_is_killed_and_its_return_as_replica(cluster, 
     assert master.execute_command("WAIT", 2, 5000) == 2
 
     killed = time.monotonic()
-    old.kill()  # Redis and its Sentinel: a deleted pod, a lost node
+    old.stop(signal.SIGKILL)  # Redis and its Sentinel: a lost node
 
     def promoted():
         named = {primary_named(m) for m in others}
@@ -292,3 +309,29 @@ def test_failover_when_the_primary_is_killed_and_its_return_as_replica(cluster, 
           f"a write through Sentinel succeeded after {write_after:.1f} s, the frontend's after {frontend_after:.1f} s; "
           f"the former primary back as a caught-up replica {back_after:.1f} s after its restart")
     assert promoted_after < DEADLINE
+
+
+def test_upgrade_from_the_single_server_keeps_its_data(members):
+    first, *others = members
+    first.init(sentinel=False)
+    first.start_single_server()
+    pipe = first.client().pipeline()
+    for i in range(1000):
+        pipe.set(f"skx:session:{i}", f"value-{i}")
+    pipe.execute()
+    first.stop()  # the pod restarts on the new template, alone (the first run)
+
+    first.init()
+    first.start()
+    log = Path(first.logs["redis"]).read_text()
+    assert f"member.sh: {first.host} starts as the primary" in log, log[-2000:]
+    assert first.role()[0] == b"master"
+    assert first.client().dbsize() == 1000
+
+    for m in others:  # the second run adds the members
+        m.init()
+        m.start()
+    wait_until(lambda: settled(members, first), "the former single server primary, two replicas, three Sentinels")
+    for m in others:
+        assert m.client().dbsize() == 1000
+        assert m.client().get("skx:session:999") == b"value-999"
