@@ -154,9 +154,12 @@ def revisions():
 
 
 def test_a_rolling_change_updates_the_replicas_then_switches_over(three_members):
-    """A change of the members' template (here their CPU request) replaces
-    the replicas first, then switches over, then replaces the former
-    primary: the primary is never killed."""
+    """A change of the members' template (here their CPU request) under
+    sign-ups: the primary moves, every member ends on the new revision, no
+    acknowledged write is lost. What this does not tell apart: a switchover
+    from the former primary being killed (in synchronous mode a kill would
+    pass too). The order (replicas, switchover, former primary) is
+    patroni_rollout's, unit-tested in tests/unit/plugins/modules/test_patroni_rollout.py."""
     old = postgres_primary()
     resources = {"requests": {"cpu": "260m", "memory": "512Mi", "ephemeral-storage": "128Mi"},
                  "limits": {"cpu": "2", "memory": "2Gi", "ephemeral-storage": "512Mi"}}
