@@ -24,7 +24,7 @@ import uuid
 
 import pytest
 
-from e2e_support import ROOT, kubectl, postgres_primary, psql, signups, wait
+from e2e_support import KUBECTL, ROOT, kubectl, postgres_primary, psql, signups, wait
 from lib.ansible_env import playbook_env
 
 pytestmark = pytest.mark.skipif(os.environ.get("SKX_TESTBED_POSTGRES_HA") != "1",
@@ -153,19 +153,82 @@ def revisions():
         "controller-revision-hash") for p in pods}
 
 
+class MemberEvents:
+    """Every change of the PostgreSQL pods, in the API server's order
+    (kubectl get --watch): what each pod was (uid, role label, being
+    deleted) at the moment another pod first carried role=primary."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([KUBECTL, "-n", "skx-data", "get", "pod", "-l", "app.kubernetes.io/name=postgres",
+                                      "--watch", "--output-watch-events", "-o", "json"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.events = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        decoder, buffer = json.JSONDecoder(), ""
+        for line in self.proc.stdout:
+            buffer += line
+            try:
+                event, end = decoder.raw_decode(buffer.lstrip())
+            except ValueError:
+                continue
+            buffer = buffer.lstrip()[end:]
+            pod = event["object"]
+            self.events.append((event["type"], pod["metadata"]["name"], pod["metadata"]["uid"],
+                                pod["metadata"].get("labels", {}).get("role"),
+                                "deletionTimestamp" in pod["metadata"]))
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.thread.join(10)
+
+    def when_primary_left(self, old):
+        """The pods' state at the first event where a pod other than old is
+        labelled primary: {name: (uid, role, deleting)}; None if none was."""
+        state = {}
+        for kind, name, uid, role, deleting in self.events:
+            if kind == "DELETED":
+                state.pop(name, None)
+                continue
+            state[name] = (uid, role, deleting)
+            if name != old and role == "primary" and not deleting:
+                return dict(state)
+        return None
+
+
 def test_a_rolling_change_updates_the_replicas_then_switches_over(three_members):
-    """A change of the members' template (here their CPU request) replaces
-    the replicas first, then switches over, then replaces the former
-    primary: the primary is never killed."""
+    """A change of the members' template (here their CPU request) under
+    sign-ups: every member ends on the new revision, no acknowledged write
+    is lost, and the primary moved by a switchover after the replicas were
+    replaced: the pods' watch shows that when another member first carried
+    role=primary, the former primary was still the same pod, not being
+    deleted (a kill would have marked it deleted first), and both other
+    members were new pods."""
     old = postgres_primary()
+    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in json.loads(kubectl(
+        "-n", "skx-data", "get", "pod", "-l", "app.kubernetes.io/name=postgres", "-o", "json").stdout)["items"]}
     resources = {"requests": {"cpu": "260m", "memory": "512Mi", "ephemeral-storage": "128Mi"},
                  "limits": {"cpu": "2", "memory": "2Gi", "ephemeral-storage": "512Mi"}}
 
     def rolling_change():
         site("--tags", "namespaces,postgres", "-e", "postgres_replicas=3",
              "-e", json.dumps({"postgres_resources": resources}))
-    under_load(rolling_change, "rolling change of the members' template")
+    watch = MemberEvents()
+    try:
+        under_load(rolling_change, "rolling change of the members' template")
+    finally:
+        watch.stop()
     assert postgres_primary() != old, f"{old} is still the primary: no switchover happened"
+    moment = watch.when_primary_left(old)
+    print(f"rolling change: {len(watch.events)} pod events; when the primary left {old}: {moment}")
+    assert moment is not None, "the watch saw no other member become primary"
+    uid, _, deleting = moment[old]
+    assert uid == before[old] and not deleting, f"{old} was deleted or replaced before the primary moved: {moment}"
+    replaced = {name for name, (uid, _, _) in moment.items() if name != old and uid != before.get(name)}
+    assert replaced == set(before) - {old}, f"replicas not all replaced before the switchover: {moment}"
     update, members_revision = revisions()
     assert set(members_revision.values()) == {update}, members_revision
     wait(lambda: streaming(3), timeout=300, interval=5, what="3 members streaming after the rolling change")

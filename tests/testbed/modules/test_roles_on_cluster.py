@@ -11,11 +11,19 @@ import time
 import uuid
 
 import pytest
+import yaml
 from kubernetes import client, config
 
 from lib.modrun import ROOT
 from test_modules_on_cluster import PG_IMAGE, SUPERUSER_PW, consumer, secret, server_pod
 from lib.testbed import KUBECONFIG, Kube
+
+# The database tasks reach the pod Patroni labels primary
+# (platform_postgres_primary_selector): the test's single server carries
+# those labels, as the primary of a one-member cluster does.
+with open(os.path.join(ROOT, "roles", "platform", "vars", "main.yml")) as f:
+    PRIMARY_LABELS = dict(pair.split("=", 1) for pair in
+                          yaml.safe_load(f)["platform_postgres_primary_selector"].split(","))
 
 PLAY = """
 - name: Exercise the database and rotation wiring
@@ -107,7 +115,9 @@ def platform_namespaces(kube):
     for name in names:
         kube.run("create", "namespace", name, namespaced=False)
     data = Kube(prefix + "data")
-    data.apply([server_pod("postgres-0", PG_IMAGE, {"POSTGRES_PASSWORD": SUPERUSER_PW}),
+    server = server_pod("postgres-0", PG_IMAGE, {"POSTGRES_PASSWORD": SUPERUSER_PW})
+    server["metadata"]["labels"].update(PRIMARY_LABELS)
+    data.apply([server,
                 secret("postgres-superuser", {"username": "postgres", "password": SUPERUSER_PW})])
     data.wait_pod_ready("postgres-0", timeout=300)
     yield prefix
