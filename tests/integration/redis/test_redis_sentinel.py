@@ -11,6 +11,7 @@ printed; run with -s to see them.
 """
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -86,6 +87,9 @@ class Member:
                       __redis_sentinel_run_dir=str(self.dirs["sentinel-run"]),
                       __redis_secret_dir=str(self.dirs["auth"]),
                       __redis_ha_secret_dir=str(self.dirs["ha-auth"]))
+        # Computed from the others in the role's vars: rendered as the role does.
+        values["__redis_member_settle_seconds"] = env.from_string(
+            yaml.safe_load((ROLE / "vars" / "main.yml").read_text())["__redis_member_settle_seconds"]).render(values)
         conf = env.get_template("redis.conf.j2").render(values)
         # The data volume's path is the one line that differs from a pod.
         assert "\ndir /data\n" in conf
@@ -119,9 +123,9 @@ class Member:
         self.redis = self._run("single", ["redis-server", str(self.dirs["config"] / "redis.conf"), "--bind", self.host])
         wait_until(lambda: self.client().ping(), f"the single server on {self.host}", proc=self.redis)
 
-    def start(self):
+    def start(self, timeout=DEADLINE):
         self.redis = self._sh("redis")
-        wait_until(lambda: self.client().ping(), f"redis on {self.host}", proc=self.redis)
+        wait_until(lambda: self.client().ping(), f"redis on {self.host}", timeout=timeout, proc=self.redis)
         self.sentinel = self._sh("sentinel")
         wait_until(lambda: self.sentinel_client().ping(), f"sentinel on {self.host}", proc=self.sentinel)
 
@@ -309,6 +313,38 @@ def test_failover_when_the_primary_is_killed_and_its_return_as_replica(cluster, 
           f"a write through Sentinel succeeded after {write_after:.1f} s, the frontend's after {frontend_after:.1f} s; "
           f"the former primary back as a caught-up replica {back_after:.1f} s after its restart")
     assert promoted_after < DEADLINE
+
+
+def test_a_primary_back_before_the_failover_waits_and_returns_as_replica(cluster):
+    """A deleted pod is back within redis_sentinel_down_after_ms: the other
+    Sentinels still name it primary, but they are about to promote a
+    replica. It must not serve writes as a primary meanwhile (they would be
+    lost when Sentinel makes it that replica's replica): member.sh waits,
+    asks again, and starts as a replica of the promoted member."""
+    old, *others = cluster
+    wait_until(lambda: settled(cluster, old), "the first member primary, two replicas, three Sentinels")
+    killed = time.monotonic()
+    old.stop(signal.SIGKILL)
+    old.redis = old._sh("redis")  # back at once, its Sentinel too
+    old.sentinel = old._sh("sentinel")
+    # Two seconds on (a Redis starts in a tenth of one), it serves nothing:
+    # no write can reach it while the Sentinels decide.
+    time.sleep(2)
+    with pytest.raises(redis.ConnectionError):
+        old.client().ping()
+    settle = int(re.search(r"asking again in (\d+) s", Path(old.logs["redis"]).read_text()).group(1))
+    new_host = wait_until(lambda: (lambda named: named.pop() if len(named) == 1 and old.host not in named else None)(
+        {primary_named(m) for m in others}), "a replica promoted by the Sentinels")
+    promoted_after = time.monotonic() - killed
+    sentinel_client(cluster).master_for(MASTER).set("skx:promoted", "3")
+    wait_until(lambda: old.role()[0] == b"slave" and old.role()[1] == new_host.encode()
+               and old.client().get("skx:promoted") == b"3", "the former primary back as a replica, caught up",
+               timeout=settle + 30)
+    log = Path(old.logs["redis"]).read_text()
+    assert f"member.sh: {old.host} starts as a replica of {new_host}" in log, log[-2000:]
+    assert f"member.sh: {old.host} starts as the primary" not in log.split("asking again")[-1], log[-2000:]
+    print(f"\nprimary killed and back at once: it waited {settle} s, {new_host} promoted after "
+          f"{promoted_after:.1f} s, the former primary a caught-up replica {time.monotonic() - killed:.1f} s after")
 
 
 def test_upgrade_from_the_single_server_keeps_its_data(members):
