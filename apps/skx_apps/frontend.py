@@ -13,10 +13,11 @@ import sys
 import threading
 
 import redis
+import redis.sentinel
 from prometheus_client import Counter
 
 from . import web
-from .config import env_int, env_str, env_url, read_secret_file
+from .config import ConfigError, env_int, env_str, env_url, read_secret_file
 
 SESSION_COOKIE = "skx_session"
 SESSION_PREFIX = "skx:session:"
@@ -24,13 +25,32 @@ SESSION_TTL_SECONDS = 3600
 LOGINS = Counter("skx_frontend_logins_total", "Sign-ins through the frontend.", ["result"])
 
 
+def sentinel_addresses(value):
+    """REDIS_SENTINEL: one or more host:port, comma-separated, as a list of
+    (host, port) for redis.sentinel.Sentinel."""
+    addresses = []
+    for item in value.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"REDIS_SENTINEL must be host:port[,host:port...], got {value!r}")
+        addresses.append((host, int(port)))
+    return addresses
+
+
 class Sessions:
     """Redis-backed sessions. The password is read from its Secret file
     when a client is built and again after an authentication error, so a
-    rotated Redis password is picked up without a restart."""
+    rotated Redis password is picked up without a restart.
+
+    With REDIS_SENTINEL (and REDIS_SENTINEL_MASTER, the primary's name) the
+    client asks the Sentinels for the primary, with the same password, and
+    asks again after a failover; REDIS_HOST is then not used."""
 
     def __init__(self):
-        self.host = env_str("REDIS_HOST", required=True)
+        sentinel = env_str("REDIS_SENTINEL")
+        self.sentinels = sentinel_addresses(sentinel) if sentinel else None
+        self.master = env_str("REDIS_SENTINEL_MASTER", required=bool(sentinel))
+        self.host = env_str("REDIS_HOST", required=not sentinel)
         self.port = env_int("REDIS_PORT", 6379, 1, 65535)
         self.password_file = env_str("REDIS_PASSWORD_FILE", required=True)
         read_secret_file(self.password_file, "REDIS_PASSWORD_FILE")
@@ -38,9 +58,14 @@ class Sessions:
         self._lock = threading.Lock()
 
     def _build(self):
-        return redis.Redis(host=self.host, port=self.port,
-                           password=read_secret_file(self.password_file, "REDIS_PASSWORD_FILE") or None,
-                           socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
+        password = read_secret_file(self.password_file, "REDIS_PASSWORD_FILE") or None
+        timeouts = dict(socket_timeout=2, socket_connect_timeout=2)
+        if self.sentinels:
+            sentinel = redis.sentinel.Sentinel(self.sentinels, sentinel_kwargs=dict(timeouts, password=password),
+                                               password=password, health_check_interval=30, **timeouts)
+            return sentinel.master_for(self.master)
+        return redis.Redis(host=self.host, port=self.port, password=password,
+                           health_check_interval=30, **timeouts)
 
     def _do(self, op):
         with self._lock:
