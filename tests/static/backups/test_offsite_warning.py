@@ -3,8 +3,9 @@
 playbooks/render.yml runs the same plays as site.yml without a cluster: the
 production inventory as shipped (no S3 bucket) must end with the warning
 naming every setting that moves a copy off the cluster; with the export
-filled in, or on inventories/testbed (backups_offsite_warning: false), the
-warning task is reached and skipped. docs/backups.md, "Keeping a copy off
+filled in, or with backups_offsite_warning: false, the warning task is
+reached and skipped. (On the testbed, which warns as a production inventory
+would, tests/testbed/test_preview.py checks it in a real run.) docs/backups.md, "Keeping a copy off
 the cluster".
 """
 import json
@@ -77,10 +78,10 @@ def test_vm_with_the_export_filled_in_does_not_warn(tmp_path):
     assert S3["vault_backups_s3_secret_access_key"] not in stdout + stderr
 
 
-def test_testbed_does_not_warn(tmp_path):
-    """inventories/testbed has no S3 on purpose and says so with
-    backups_offsite_warning: false."""
-    proc, stdout, stderr = render(tmp_path, "inventories/testbed")
+def test_the_opt_out_silences_it(tmp_path):
+    """backups_offsite_warning: false, for an inventory that keeps its
+    backups on the cluster on purpose."""
+    proc, stdout, stderr = render(tmp_path, "inventories/vm", "-e", "backups_offsite_warning=false")
     assert TASK in stdout, "the run stopped before the warning task"
     assert "Keeping a copy off the cluster" not in stdout + stderr
     assert not (tmp_path / "backups" / "secret.yaml").exists()
