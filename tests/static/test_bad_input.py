@@ -36,6 +36,11 @@ def render_with(tmp_path, **extra):
      "platform_namespaces must map app, data, monitoring, logging, node_agents and ingress"),
     ({"platform_api_server_cidrs": ["api.example.com"]}, "platform_api_server_cidrs must be a list of CIDRs"),
     ({"ingress_hsts_max_age": 600}, "ingress_hsts_max_age was renamed platform_hsts_max_age"),
+    # The export turned on in a production inventory whose endpoint and bucket
+    # were not filled in.
+    ({"backups_s3_enabled": True}, "backups_s3_endpoint must be an http(s) URL (got '')"),
+    ({"backups_s3_enabled": True, "backups_s3_endpoint": "https://s3.example.net"},
+     "backups_s3_bucket a bucket name (got '')"),
     ({"platform_routing": "gateways"}, "value of platform_routing must be one of: ingress, gateway, got: gateways"),
     ({"platform_routing": "gateway", "ingress_gateway_listener_ports": {"http": 80}},
      "ingress_gateway_listener_ports empty or a mapping {http: PORT, https: PORT}"),
