@@ -2,7 +2,10 @@
 
 SKX_TESTBED_POSTGRES_HA=1 runs it, on the deployed platform: site.yml
 brings PostgreSQL to postgres_replicas=3 (the shared settings follow:
-synchronous mode on), then, under a sign-up load through auth:
+synchronous mode on), then, under a sign-up load through auth and a read
+load of instance1's pages (each a query on its database) through the
+ingress, counting failed reads and checking that no service or tenant
+container restarted:
   - the primary pod is deleted: a replica is promoted, and every sign-up
     that was acknowledged is in the database afterwards (synchronous
     replication); the figures are printed (refused sign-ups, seconds
@@ -24,7 +27,7 @@ import uuid
 
 import pytest
 
-from e2e_support import KUBECTL, ROOT, kubectl, postgres_primary, psql, signups, wait
+from e2e_support import HOSTS, KUBECTL, ROOT, https, kubectl, postgres_primary, psql, signups, wait
 from lib.ansible_env import playbook_env
 
 pytestmark = pytest.mark.skipif(os.environ.get("SKX_TESTBED_POSTGRES_HA") != "1",
@@ -93,8 +96,12 @@ def under_load(action, what):
     acknowledged sign-up is in the database."""
     run = uuid.uuid4().hex[:8]
     acked, refused, stop = [], [], threading.Event()
-    thread = threading.Thread(target=signups, args=(f"ha-{run}", PASSWORD, acked, refused, stop), daemon=True)
-    thread.start()
+    reads = {"ok": 0, "failed": 0}
+    threads = [threading.Thread(target=signups, args=(f"ha-{run}", PASSWORD, acked, refused, stop), daemon=True),
+               threading.Thread(target=tenant_reads, args=(reads, stop), daemon=True)]
+    restarts = app_restarts()
+    for thread in threads:
+        thread.start()
     try:
         wait(lambda: len(acked) >= 20, timeout=120, interval=1, what="20 sign-ups")
         started = time.monotonic()
@@ -104,13 +111,36 @@ def under_load(action, what):
         recovered = time.monotonic() - started
     finally:
         stop.set()
-        thread.join(15)
+        for thread in threads:
+            thread.join(15)
     present = set(psql(f"SELECT email FROM users WHERE email LIKE 'ha-{run}-%'", database="superkube").stdout.split())
     missing = [e for e in acked if e not in present]
+    restarted = {pod: n - restarts.get(pod, 0) for pod, n in app_restarts().items() if n > restarts.get(pod, 0)}
     print(f"{what}: {len(acked)} sign-ups acknowledged, {len(refused)} refused, writes again after {recovered:.1f} s, "
-          f"{len(missing)} acknowledged missing")
+          f"{len(missing)} acknowledged missing; reads of instance1's pages through the ingress: {reads['ok']} ok, "
+          f"{reads['failed']} failed; app containers restarted: {restarted or 'none'}")
     assert missing == [], f"{len(missing)} acknowledged sign-ups lost in the {what}: {missing[:5]}"
+    assert not restarted, f"services restarted during the {what}: {restarted}"
     return acked, refused, recovered
+
+
+def tenant_reads(counts, stop):
+    """The read load: instance1's page list (a query on its database, through
+    the ingress) every 0.1 s until stop is set, counting answers."""
+    while not stop.is_set():
+        try:
+            counts["ok" if https(HOSTS["instance1"], "/api/pages", timeout=10).status == 200 else "failed"] += 1
+        except ConnectionError:
+            counts["failed"] += 1
+        stop.wait(0.1)
+
+
+def app_restarts():
+    """Container restarts of the services' and tenants' pods, by pod."""
+    pods = json.loads(kubectl("get", "pod", "-A", "-l", "app.kubernetes.io/part-of=superkubernetex",
+                              "-o", "json").stdout)["items"]
+    return {f'{ns}/{p["metadata"]["name"]}': sum(c["restartCount"] for c in p["status"].get("containerStatuses", []))
+            for p in pods for ns in [p["metadata"]["namespace"]] if ns == "skx-app" or ns.startswith("skx-instance")}
 
 
 def test_three_members_one_primary_synchronous(three_members):
