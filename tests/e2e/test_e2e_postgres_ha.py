@@ -86,8 +86,17 @@ def three_members():
         wait(lambda: postgres_primary() == "postgres-0", timeout=120, interval=1, what="postgres-0 primary")
     site("--tags", "namespaces,postgres", "-e", "postgres_replicas=1")
     wait(lambda: streaming(1), timeout=300, interval=5, what="one member")
+    # The removed members' volumes go with them (whenScaled: Delete), so
+    # they hold neither disk nor the data namespace's PVC quota.
+    wait(lambda: postgres_volumes() == ["data-postgres-0"], timeout=120, interval=2,
+         what="the removed members' volumes deleted")
     _, recap = site("--tags", "namespaces,postgres")
     assert " changed=0 " in recap, recap
+
+
+def postgres_volumes():
+    names = kubectl("-n", "skx-data", "get", "pvc", "-o", "jsonpath={.items[*].metadata.name}").stdout.split()
+    return sorted(n for n in names if n.startswith("data-postgres-"))
 
 
 def under_load(action, what):
