@@ -135,10 +135,12 @@ def test_every_scrape_target_is_up(prometheus):
         assert ("skx-data", service, "shared") in pods
     assert (NODE_AGENTS, "vlagent", "shared") in pods and (LOGGING, "victoria-logs", "shared") in pods
     # An exporter's target is up even when it cannot reach its database: each
-    # must also report its database up (the exporters' own login works).
-    for metric in ("pg_up", "redis_up"):
-        assert _wait(lambda: [r["value"][1] for r in _query(prometheus, metric)] == ["1"], timeout=90), \
-            f"{metric}: {_query(prometheus, metric)}"
+    # must also report its database up (the exporters' own login works), one
+    # series per member (one exporter beside each PostgreSQL or Redis member).
+    for metric, statefulset in (("pg_up", "postgres"), ("redis_up", "redis")):
+        members = _replicas("statefulset", statefulset)
+        assert _wait(lambda: [r["value"][1] for r in _query(prometheus, metric)] == ["1"] * members, timeout=90), \
+            f"{metric}, {members} members: {_query(prometheus, metric)}"
     # Patroni's REST API on every PostgreSQL member (job patroni, port
     # 8008: the NetworkPolicy admits Prometheus), labelled like the
     # exporter's series; exactly one member runs as primary.
