@@ -149,31 +149,88 @@ class PostgresPassword(object):
         ]
 
 
+class RedisTarget(object):
+    """One server whose ``default`` user takes the clients' password: a Redis
+    member, or a Sentinel. ``connect(password)`` returns a redis client logged
+    in as ``default``. ``admin`` is None where ``default`` may run ``ACL
+    SETUSER`` itself (a Redis member: the rotation logs in with the password
+    it keeps, the current one while adding the new, the new one while
+    removing the old); on a Sentinel, whose ``default`` user may not,
+    ``admin()`` returns a client logged in as a user that may (``rotation``).
+    ``name`` names the target in the steps (None: "Redis", one server)."""
+
+    def __init__(self, connect, name=None, admin=None):
+        self.connect = connect
+        self.name = name
+        self.admin = admin
+
+    @property
+    def label(self):
+        return self.name or 'Redis'
+
+    def setuser(self, auth, rule):
+        client = self.admin() if self.admin is not None else self.connect(auth)
+        client.execute_command('ACL', 'SETUSER', 'default', 'on', rule)
+
+
 class RedisPassword(object):
     """Redis ACL users accept several passwords: ``>new`` adds the new one next
     to the current, ``<old`` removes the old one once every client uses the new
-    one. ``connect(password)`` returns a redis client for the default user."""
+    one. ``connect(password)`` returns a redis client for the default user of
+    the one server; under Sentinel ``targets`` lists every member and every
+    Sentinel (``RedisTarget``), each changed in turn: every one accepts both
+    passwords before any client is given the new one, and each refuses the
+    old one only once every client has it. A failure undoes the targets done,
+    in reverse order."""
 
     what = 'Redis password'
 
-    def __init__(self, connect):
-        self.connect = connect
-
-    def _acl(self, auth, rule):
-        self.connect(auth).execute_command('ACL', 'SETUSER', 'default', 'on', rule)
+    def __init__(self, connect=None, targets=None):
+        if (connect is None) == (targets is None):
+            raise ValueError('RedisPassword: give either connect (one server) or targets')
+        self.targets = [RedisTarget(connect)] if targets is None else list(targets)
+        if not self.targets:
+            raise ValueError('RedisPassword: no target')
 
     def plan(self, current, new, store):
         old = current.get('password', '')
-        self.connect(old).ping()
+        for target in self.targets:
+            self.check(target, old)
         data = dict(current, password=new)
-        return [
-            Step('make Redis accept the new password next to the current one',
-                 lambda: self._acl(old, '>' + new), lambda: self._acl(old, '<' + new)),
-            Step('log in to Redis with the new password', lambda: self.connect(new).ping()),
-            publish_step(store, data, current, self.what),
-            Step('make Redis refuse the previous password',
-                 lambda: self._acl(new, '<' + old), lambda: self._acl(new, '>' + old)),
-        ]
+        add = [Step('make %s accept the new password next to the current one' % t.label,
+                    partial_setuser(t, old, '>' + new), partial_setuser(t, old, '<' + new))
+               for t in self.targets]
+        login = [Step('log in to %s with the new password' % t.label, partial_ping(t, new)) for t in self.targets]
+        remove = [Step('make %s refuse the previous password' % t.label,
+                       partial_setuser(t, new, '<' + old), partial_setuser(t, new, '>' + old))
+                  for t in self.targets]
+        return add + login + [publish_step(store, data, current, self.what)] + remove
+
+    @staticmethod
+    def check(target, old):
+        """Before anything changes: the current password works, and on a
+        Sentinel the user that changes it logs in (one server: as ever, the
+        client's own error)."""
+        try:
+            target.connect(old).ping()
+        except Exception as e:
+            if target.name is None:
+                raise
+            raise RotationError('%s refuses the current password of the Secret: %s' % (target.label, e))
+        if target.admin is not None:
+            try:
+                target.admin().ping()
+            except Exception as e:
+                raise RotationError('%s refuses the user that changes its password (%s): run the redis role '
+                                    'first, which gives every Sentinel that user' % (target.label, e))
+
+
+def partial_setuser(target, auth, rule):
+    return lambda: target.setuser(auth, rule)
+
+
+def partial_ping(target, password):
+    return lambda: target.connect(password).ping()
 
 
 class GrafanaAdminPassword(object):

@@ -36,6 +36,12 @@ description:
     (C(ACL SETUSER default >new)), so both are accepted during the rollout,
     then removes the old one. Redis is changed live and never restarted; its
     own Secret is patched so a restart keeps the new password.
+  - Under Sentinel (O(redis.pods) and O(redis.sentinel_port)) the same is done
+    on every member and on every Sentinel, whose C(default) user is the
+    clients' too. Every one accepts both passwords before the Secrets change,
+    and refuses the old one only after the workloads rolled. On a member the
+    C(default) user changes its own password; on a Sentinel, whose
+    C(default) user may not run C(ACL), the user O(redis.sentinel_user) does.
   - O(kind=jwt) publishes the new public key in C(jwks.json) first and rolls
     the auth service, then makes the new key sign (C(current.kid),
     C(current.pem)) and rolls again. A previous public key stays in the key set
@@ -50,7 +56,7 @@ description:
     so no restart is needed.
   - The source of truth is reached from the control node through a
     port-forward opened through the Kubernetes API (see O(port_forward),
-    O(redis.pod), O(grafana.pod)); nothing is exposed outside the cluster.
+    O(redis.pod), O(redis.pods), O(grafana.pod)); nothing is exposed outside the cluster.
 author:
   - SuperKuberneteX platform team (@superkubernetex)
 options:
@@ -121,7 +127,7 @@ options:
     type: dict
     suboptions:
       host:
-        description: Host of Redis when O(redis.pod) is not set.
+        description: Host of Redis when neither O(redis.pod) nor O(redis.pods) is set.
         type: str
         default: 127.0.0.1
       port:
@@ -129,10 +135,37 @@ options:
         type: int
         default: 6379
       namespace:
-        description: Namespace of O(redis.pod).
+        description: Namespace of O(redis.pod) or O(redis.pods).
         type: str
       pod:
-        description: Pod running Redis, reached through a port-forward.
+        description:
+          - Pod running Redis, reached through a port-forward.
+          - Mutually exclusive with O(redis.pods).
+        type: str
+      pods:
+        description:
+          - Every Redis member's pod (under Sentinel, C(redis-0) to C(redis-N)),
+            each reached through a port-forward of its own; the password
+            changes on each.
+          - Mutually exclusive with O(redis.pod).
+        type: list
+        elements: str
+      sentinel_port:
+        description:
+          - Port of the Sentinel in each pod of O(redis.pod) or O(redis.pods).
+            When set, each of those Sentinels' C(default) user is rotated too.
+        type: int
+      sentinel_user:
+        description:
+          - The Sentinels' ACL user allowed C(ACL SETUSER) (the redis role's
+            C(rotation) user), which changes their C(default) user.
+        type: str
+        default: rotation
+      sentinel_password:
+        description:
+          - Password of O(redis.sentinel_user) (the redis role keeps it in the
+            Secret C(redis-ha-auth), key C(rotation-password)).
+          - Required with O(redis.sentinel_port).
         type: str
   grafana:
     description: How to reach Grafana for O(kind=grafana).
@@ -217,6 +250,21 @@ EXAMPLES = r'''
       - {namespace: skx-app, name: frontend}
     redis: {namespace: skx-data, pod: redis-0}
 
+- name: Rotate it under Sentinel, on every member and every Sentinel
+  superkubernetex.platform.secret_rotation:
+    kind: redis
+    secrets:
+      - {namespace: skx-data, name: redis-auth}
+      - {namespace: skx-app, name: redis-auth}
+    restart:
+      - {namespace: skx-app, name: frontend}
+    redis:
+      namespace: skx-data
+      pods: [redis-0, redis-1, redis-2]
+      sentinel_port: 26379
+      sentinel_password: "{{ redis_rotation_password }}"
+  no_log: true
+
 - name: Install the new Stripe keys
   superkubernetex.platform.secret_rotation:
     kind: stripe
@@ -277,6 +325,7 @@ from ansible_collections.superkubernetex.platform.plugins.module_utils.rotation 
     JwtKeys,
     PostgresPassword,
     RedisPassword,
+    RedisTarget,
     RotationError,
     StripeKeys,
     generate_password,
@@ -311,10 +360,11 @@ def check_params(module):
         module.fail_json(msg='password_length: expected at least 16, got %d' % p['password_length'])
     if not p['secrets']:
         module.fail_json(msg='secrets: expected at least one Secret')
+    check_redis_params(module, p['redis'] or {})
     for option in ('redis', 'grafana'):
         target = p[option] or {}
-        if bool(target.get('pod')) != bool(target.get('namespace')):
-            module.fail_json(msg='%s: pod and namespace go together' % option)
+        if bool(target.get('pod') or target.get('pods')) != bool(target.get('namespace')):
+            module.fail_json(msg='%s: pod%s and namespace go together' % (option, ' (or pods)' if option == 'redis' else ''))
     missing = [lib for lib, ok, needed in (
         ('websocket-client', HAS_WEBSOCKET, kind_needs_port_forward(p)), ('psycopg', HAS_PSYCOPG, p['kind'] == 'postgres'),
         ('redis', HAS_REDIS, p['kind'] == 'redis'), ('cryptography', HAS_CRYPTOGRAPHY, p['kind'] == 'jwt'))
@@ -323,9 +373,47 @@ def check_params(module):
         module.fail_json(msg=missing_required_lib(missing[0]))
 
 
+def check_redis_params(module, target):
+    if target.get('pod') and target.get('pods') is not None:
+        module.fail_json(msg='redis.pod and redis.pods are mutually exclusive: give redis.pods alone')
+    pods = target.get('pods')
+    if pods is not None and (not pods or not all(pods) or len(set(pods)) != len(pods)):
+        module.fail_json(msg='redis.pods: expected one or more distinct pod names')
+    if target.get('sentinel_port') is not None and not (target.get('pod') or pods):
+        module.fail_json(msg='redis.sentinel_port: the Sentinels are reached in the pods of redis.pod or redis.pods')
+    if (target.get('sentinel_port') is None) != (not target.get('sentinel_password')):
+        module.fail_json(msg='redis.sentinel_password: required with redis.sentinel_port, and only with it')
+
+
 def kind_needs_port_forward(p):
     """Whether the rotation reaches a pod through a port-forward."""
-    return bool(p['port_forward'] or (p['redis'] or {}).get('pod') or (p['grafana'] or {}).get('pod'))
+    redis_target = p['redis'] or {}
+    return bool(p['port_forward'] or redis_target.get('pod') or redis_target.get('pods')
+                or (p['grafana'] or {}).get('pod'))
+
+
+def redis_targets(api, stack, target):
+    """One RedisTarget per member, then one per Sentinel, each through a
+    port-forward of its own (one per pod and port)."""
+    def client(path, **kwargs):
+        return redis.Redis(unix_socket_path=path, socket_timeout=15, **kwargs)
+
+    def member(path):
+        return lambda password: client(path, password=password or None)
+
+    def sentinel(path):
+        admin = dict(username=target['sentinel_user'], password=target['sentinel_password'])
+        return lambda password: client(path, password=password or None), lambda: client(path, **admin)
+
+    pods = target['pods'] or [target['pod']]
+    forward = dict((pod, stack.enter_context(PortForward(api, target['namespace'], pod, target['port'])).path)
+                   for pod in pods)
+    targets = [RedisTarget(member(forward[pod]), 'Redis %s' % pod) for pod in pods]
+    for pod in pods if target['sentinel_port'] is not None else []:
+        path = stack.enter_context(PortForward(api, target['namespace'], pod, target['sentinel_port'])).path
+        connect, admin = sentinel(path)
+        targets.append(RedisTarget(connect, 'the Sentinel of %s' % pod, admin))
+    return targets
 
 
 def http_status(url, method='GET', headers=None, body=None, unix_socket=None, **auth):
@@ -357,7 +445,9 @@ def build_credential(module, api, stack, current):
             return psycopg.connect(**kwargs)
         return PostgresPassword(connect, roles, scram_verifier)
     if p['kind'] == 'redis':
-        target = p['redis'] or dict(host='127.0.0.1', port=6379, pod=None)
+        target = p['redis'] or dict(host='127.0.0.1', port=6379, pod=None, pods=None, sentinel_port=None)
+        if target['pods'] or target['sentinel_port'] is not None:
+            return RedisPassword(targets=redis_targets(api, stack, target))
         if target['pod']:
             where = dict(unix_socket_path=stack.enter_context(
                 PortForward(api, target['namespace'], target['pod'], target['port'])).path)
@@ -411,7 +501,9 @@ def main():
         login_roles=dict(type='list', elements='str'),
         redis=dict(type='dict', options=dict(
             host=dict(type='str', default='127.0.0.1'), port=dict(type='int', default=6379),
-            namespace=dict(type='str'), pod=dict(type='str'))),
+            namespace=dict(type='str'), pod=dict(type='str'), pods=dict(type='list', elements='str'),
+            sentinel_port=dict(type='int'), sentinel_user=dict(type='str', default='rotation'),
+            sentinel_password=dict(type='str', no_log=True))),
         grafana=dict(type='dict', options=dict(
             url=dict(type='str', default='http://127.0.0.1:3000'), port=dict(type='int', default=3000),
             namespace=dict(type='str'), pod=dict(type='str'))),
@@ -446,6 +538,7 @@ def main():
         module.fail_json(msg=('Cannot rotate %s (workloads: %s), nothing changed: %s. %s'
                               % (', '.join(names), ', '.join(workloads) or 'none', reason, hint)).strip())
     known = [current.get(k) for k in ('password', 'current.pem', 'secret_key')]
+    known.append((p['redis'] or {}).get('sentinel_password'))
     known += current.get('webhook_secrets', '').split()
     new = p['value'] or generate_password(p['password_length'])
     if p['value'] is not None and current.get('password') == p['value']:

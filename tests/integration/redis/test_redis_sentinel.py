@@ -4,7 +4,9 @@ Sentinel mode, the same 7.0 code as the redis-sentinel package) on the
 loopback addresses 127.0.0.1-3, each started by member.sh as its pod's
 containers start it. The primary is killed with its Sentinel (as a deleted
 pod or a lost node), a replica must be promoted and a write through Sentinel
-succeed, and the former primary must come back as a replica.
+succeed, and the former primary must come back as a replica. The clients'
+password is rotated on every member and Sentinel as secret_rotation does it
+(module_utils/rotation.py RedisPassword), the frontend working throughout.
 
 The figures (seconds to a new primary, to a write through Sentinel) are
 printed; run with -s to see them.
@@ -26,6 +28,13 @@ import redis
 import yaml
 from redis.sentinel import Sentinel
 
+from ansible_collections.superkubernetex.platform.plugins.module_utils.rotation import (
+    RedisPassword,
+    RedisTarget,
+    generate_password,
+    run_steps,
+)
+from integration.modules.secret_dir import ClientLoop
 from lib.servers import free_port
 from skx_apps.frontend import Sessions
 
@@ -34,7 +43,8 @@ MEMBERS = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
 MASTER = "redis"
 CLIENT_PASSWORD = "client-pw-test"
 EXPORTER_PASSWORD = "exporter-pw-test"
-HA_PASSWORDS = {"replication-password": "replication-pw-test", "sentinel-password": "sentinel-pw-test"}
+HA_PASSWORDS = {"replication-password": "replication-pw-test", "sentinel-password": "sentinel-pw-test",
+                "rotation-password": "rotation-pw-test"}
 DEADLINE = 60.0
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server") or not shutil.which("redis-cli"),
@@ -98,11 +108,16 @@ class Member:
         self.redis = self.sentinel = None
         self.logs = {}
 
+    def password(self):
+        """The clients' password as the pod's mounted Secret holds it now."""
+        return (self.dirs["auth"] / "password").read_text()
+
     def init(self, sentinel=True):
         """The init container: what its inline command writes (the clients'
-        password and the exporter's user), then, under Sentinel, member.sh auth."""
+        password from its mounted Secret and the exporter's user), then, under
+        Sentinel, member.sh auth."""
         auth = self.dirs["run"] / "auth.conf"
-        auth.write_text(f'requirepass "{CLIENT_PASSWORD}"\n'
+        auth.write_text(f'requirepass "{self.password()}"\n'
                         f"user exporter on >{EXPORTER_PASSWORD} {role_vars()['__redis_exporter_acl']}\n")
         auth.chmod(0o600)
         if sentinel:
@@ -138,11 +153,11 @@ class Member:
                 proc.wait(timeout=30)
 
     def client(self, **kwargs):
-        kwargs.setdefault("password", CLIENT_PASSWORD)
+        kwargs.setdefault("password", self.password())
         return redis.Redis(host=self.host, port=self.port, socket_timeout=2, socket_connect_timeout=2, **kwargs)
 
     def sentinel_client(self, **kwargs):
-        kwargs.setdefault("password", CLIENT_PASSWORD)
+        kwargs.setdefault("password", self.password())
         return redis.Redis(host=self.host, port=self.sentinel_port, socket_timeout=2, socket_connect_timeout=2,
                            decode_responses=True, **kwargs)
 
@@ -223,6 +238,17 @@ def sentinel_client(members):
                     password=CLIENT_PASSWORD, socket_timeout=1, socket_connect_timeout=1)
 
 
+def frontend_sessions(cluster, monkeypatch, member):
+    """The reference frontend's Sessions as the platform configures it under
+    Sentinel (REDIS_SENTINEL, REDIS_SENTINEL_MASTER), with member's mounted
+    password file."""
+    monkeypatch.delenv("REDIS_HOST", raising=False)
+    monkeypatch.setenv("REDIS_SENTINEL", ",".join(f"{m.host}:{m.sentinel_port}" for m in cluster))
+    monkeypatch.setenv("REDIS_SENTINEL_MASTER", MASTER)
+    monkeypatch.setenv("REDIS_PASSWORD_FILE", str(member.dirs["auth"] / "password"))
+    return Sessions()
+
+
 def test_first_member_boots_primary_and_acls_are_least_privilege(cluster):
     first, second, _ = cluster
     wait_until(lambda: settled(cluster, first), "the first member primary, two replicas, three Sentinels")
@@ -258,12 +284,7 @@ def test_first_member_boots_primary_and_acls_are_least_privilege(cluster):
 def test_failover_when_the_primary_is_killed_and_its_return_as_replica(cluster, monkeypatch):
     old, *others = cluster
     wait_until(lambda: settled(cluster, old), "the first member primary, two replicas, three Sentinels")
-    # The reference frontend as the platform configures it under Sentinel.
-    monkeypatch.delenv("REDIS_HOST", raising=False)
-    monkeypatch.setenv("REDIS_SENTINEL", ",".join(f"{m.host}:{m.sentinel_port}" for m in cluster))
-    monkeypatch.setenv("REDIS_SENTINEL_MASTER", MASTER)
-    monkeypatch.setenv("REDIS_PASSWORD_FILE", str(old.dirs["auth"] / "password"))
-    sessions = Sessions()
+    sessions = frontend_sessions(cluster, monkeypatch, old)
     sid = sessions.create({"email": "before@example.test"})
     sentinel = sentinel_client(cluster)
     master = sentinel.master_for(MASTER)
@@ -371,3 +392,121 @@ def test_upgrade_from_the_single_server_keeps_its_data(members):
     for m in others:
         assert m.client().dbsize() == 1000
         assert m.client().get("skx:session:999") == b"value-999"
+
+
+class PasswordFiles:
+    """The rotation's store without Kubernetes: publish() writes the new
+    password into each member's mounted password file (what the kubelet does
+    once the Secret changes; the frontend and member.sh read that file), and
+    first records which passwords every member and Sentinel accepts then, in
+    the overlap."""
+
+    def __init__(self, members, candidates, rollout_seconds=1.0):
+        self.members, self.candidates, self.rollout_seconds = members, candidates, rollout_seconds
+        self.accepted_at_publish = None
+
+    def read(self):
+        return {"password": self.members[0].password()}
+
+    def publish(self, data):
+        if self.accepted_at_publish is None:
+            self.accepted_at_publish = accepted(self.members, self.candidates)
+        for m in self.members:
+            tmp = m.dirs["auth"] / ".password.tmp"
+            tmp.write_text(data["password"])
+            os.replace(tmp, m.dirs["auth"] / "password")
+        time.sleep(self.rollout_seconds)  # the frontend's rollout
+
+
+def logs_in(client):
+    try:
+        return client.ping()
+    except redis.AuthenticationError:
+        return False
+
+
+def accepted(members, passwords):
+    """{(member, "redis"|"sentinel"): [the passwords of `passwords` it accepts]}"""
+    return {(m.host, where): [pw for pw in passwords if logs_in(connect(pw))]
+            for m in members for where, connect in (("redis", lambda pw, m=m: m.client(password=pw)),
+                                                    ("sentinel", lambda pw, m=m: m.sentinel_client(password=pw)))}
+
+
+def rotation_targets(members):
+    """What secret_rotation builds after its port-forwards: each member's
+    Redis as its default user, then each Sentinel, changed as the user
+    rotation."""
+    rotation = HA_PASSWORDS["rotation-password"]
+    return ([RedisTarget(lambda pw, m=m: m.client(password=pw), f"Redis {m.host}") for m in members]
+            + [RedisTarget(lambda pw, m=m: m.sentinel_client(password=pw), f"the Sentinel of {m.host}",
+                           lambda m=m: m.sentinel_client(username="rotation", password=rotation)) for m in members])
+
+
+def session_written_and_read(sessions):
+    """One request of the frontend: a session written, then read back."""
+    def attempt(_secret):
+        data = {"email": "loop@example.test"}
+        assert sessions.get(sessions.create(data)) == data
+        return "ok"
+    return attempt
+
+
+def test_password_rotation_on_every_member_and_sentinel(cluster, monkeypatch):
+    """The clients' password is the default user's on every member and on
+    every Sentinel: secret_rotation's RedisPassword changes it on all six,
+    with both accepted while the clients move, the frontend working
+    throughout, and a member restarted afterwards accepted again."""
+    first, _, last = cluster
+    wait_until(lambda: settled(cluster, first), "the first member primary, two replicas, three Sentinels")
+    old, new = first.password(), generate_password()
+
+    # The rotation user: only ACL SETUSER (and PING) on a Sentinel, nothing
+    # on a member.
+    rotation = first.sentinel_client(username="rotation", password=HA_PASSWORDS["rotation-password"])
+    assert rotation.ping()
+    for command in (("SENTINEL", "FAILOVER", MASTER), ("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER),
+                    ("SENTINEL", "SET", MASTER, "quorum", "1"), ("ACL", "LIST"), ("ACL", "GETUSER", "default"),
+                    ("CONFIG", "GET", "*"), ("GET", "skx:any"), ("SET", "skx:any", "1")):
+        with pytest.raises(redis.ResponseError):  # NOPERM, or no such command on a Sentinel
+            rotation.execute_command(*command)
+    with pytest.raises(redis.AuthenticationError):
+        first.client(username="rotation", password=HA_PASSWORDS["rotation-password"]).ping()
+
+    sessions = frontend_sessions(cluster, monkeypatch, first)
+    sid = sessions.create({"email": "before@example.test"})
+
+    store = PasswordFiles(cluster, [old, new])
+    started = time.monotonic()
+    with ClientLoop(store, session_written_and_read(sessions)) as loop:
+        steps = run_steps(RedisPassword(targets=rotation_targets(cluster)).plan(store.read(), new, store))
+        rotated = time.monotonic() - started
+        # The sessions' connections dropped after the rotation (a Redis
+        # restart, an idle timeout): the frontend reconnects with the old
+        # password, is refused, reads its file again (a new client).
+        client_before = sessions._client
+        for m in cluster:
+            m.client().client_kill_filter(_type="normal", skipme=True)
+        time.sleep(1)
+    assert sessions._client is not client_before, "the frontend did not reconnect with the new password"
+    assert len(steps) == 3 * 6 + 1
+    assert store.accepted_at_publish == {key: [old, new] for key in accepted(cluster, [])}, store.accepted_at_publish
+    assert accepted(cluster, [old, new]) == {key: [new] for key in accepted(cluster, [])}
+    assert loop.failures == 0, loop.errors[:3]
+    assert sessions.get(sid) == {"email": "before@example.test"}
+
+    # A replica restarted after the rotation: member.sh asks the other
+    # Sentinels with the new password, its configs hold the new one.
+    restarted = time.monotonic()
+    last.stop()
+    last.init()
+    last.start()
+    log = Path(last.logs["redis"]).read_text()
+    assert f"member.sh: {last.host} starts as a replica of {first.host}" in log, log[-2000:]
+    wait_until(lambda: settled(cluster, first), "the restarted member a replica again, three Sentinels")
+    back = time.monotonic() - restarted
+    assert accepted([last], [old, new]) == {(last.host, "redis"): [new], (last.host, "sentinel"): [new]}
+    assert last.sentinel_client(username="rotation", password=HA_PASSWORDS["rotation-password"]).ping()
+    assert sessions.get(sid) == {"email": "before@example.test"}
+    print(f"\nRedis rotation under Sentinel: {len(steps)} steps on 3 members and 3 Sentinels in {rotated:.1f} s; "
+          f"the frontend's sessions: {loop.attempts} written and read, {loop.failures} failed; "
+          f"a replica restarted after it was a replica again, known to every Sentinel, {back:.1f} s later")
