@@ -10,9 +10,12 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 
 import yaml
+
+from lib.ansible_env import playbook_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 INVENTORY = os.path.join(ROOT, "inventories", "testbed", "group_vars", "all", "main.yml")
@@ -151,3 +154,17 @@ def port_forward(namespace, target, port):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def site(*extra):
+    """site.yml on the testbed inventory with extra arguments; asserts it
+    succeeded, prints its time and recap. Returns (its stdout and stderr with
+    whitespace folded, so a wrapped warning reads as one line; the recap line)."""
+    playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+    started = time.monotonic()
+    proc = subprocess.run([playbook, "site.yml", "-i", "inventories/testbed", *extra], cwd=ROOT, env=playbook_env(),
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+    recap = next(line for line in proc.stdout.splitlines() if line.startswith("localhost "))
+    print(f"site.yml {' '.join(extra)}: {time.monotonic() - started:.0f} s, {recap.split(':', 1)[1].strip()}")
+    return " ".join((proc.stdout + proc.stderr).split()), recap

@@ -20,32 +20,19 @@ preferred, with the role's warning).
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 import uuid
 
 import pytest
 
-from e2e_support import HOSTS, KUBECTL, ROOT, https, kubectl, postgres_primary, psql, signups, wait
-from lib.ansible_env import playbook_env
+from e2e_support import HOSTS, KUBECTL, https, kubectl, postgres_primary, psql, signups, site, wait
 
 pytestmark = pytest.mark.skipif(os.environ.get("SKX_TESTBED_POSTGRES_HA") != "1",
                                 reason="set SKX_TESTBED_POSTGRES_HA=1, on the deployed platform (it changes "
                                        "the number of PostgreSQL members)")
 
 PASSWORD = "patroni failover password"
-
-
-def site(*extra):
-    playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-    started = time.monotonic()
-    proc = subprocess.run([playbook, "site.yml", "-i", "inventories/testbed", *extra], cwd=ROOT, env=playbook_env(),
-                          capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
-    recap = next(line for line in proc.stdout.splitlines() if line.startswith("localhost "))
-    print(f"site.yml {' '.join(extra)}: {time.monotonic() - started:.0f} s, {recap.split(':', 1)[1].strip()}")
-    return proc.stdout, recap
 
 
 def members():

@@ -15,8 +15,6 @@ the user in; the frontend pods must not have restarted.
 import json
 import os
 import re
-import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -24,8 +22,7 @@ import uuid
 
 import pytest
 
-from e2e_support import HOSTS, ROOT, https, kubectl, wait
-from lib.ansible_env import playbook_env
+from e2e_support import HOSTS, https, kubectl, site, wait
 
 pytestmark = pytest.mark.skipif(os.environ.get("SKX_TESTBED_REDIS_HA") != "1",
                                 reason="set SKX_TESTBED_REDIS_HA=1, on the deployed platform (it leaves Redis "
@@ -33,17 +30,6 @@ pytestmark = pytest.mark.skipif(os.environ.get("SKX_TESTBED_REDIS_HA") != "1",
 
 SECRET = "/var/run/secrets/superkubernetex/redis-auth/password"
 PASSWORD = "redis failover password"
-
-
-def site(*extra):
-    playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-    started = time.monotonic()
-    proc = subprocess.run([playbook, "site.yml", "-i", "inventories/testbed", *extra], cwd=ROOT, env=playbook_env(),
-                          capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
-    recap = next(line for line in proc.stdout.splitlines() if line.startswith("localhost "))
-    print(f"site.yml {' '.join(extra)}: {time.monotonic() - started:.0f} s, {recap.split(':', 1)[1].strip()}")
-    return " ".join((proc.stdout + proc.stderr).split()), recap
 
 
 def redis_cli(pod, container, *args, port=6379, check=True):
